@@ -1,0 +1,3 @@
+from multisource.cli import main
+
+raise SystemExit(main())
