@@ -1,6 +1,7 @@
 """The paper's rates for the Gaussian instantiation and the multi/single bound ratio.
 
-Poster (Wang et al. 2025): R(multi) = O~(sqrt(((K-1) d1 + d) / n)) and R(single) = O~(sqrt(K d / n)).
+Poster (Wang et al. 2025): R(multi) = O~(sqrt(((K-1) d1 + d) / n)) and
+R(single) = O~(sqrt(K d / n)).
 Their ratio is sqrt(1 - (K-1)/K * beta_sim) with beta_sim = (d - d1) / d; for deep models the
 paper reads beta_sim as the fraction of shared parameters. Constants and log factors hidden in
 O~ are not public, so every "theory" curve here is the rate itself with constant 1.
@@ -22,7 +23,7 @@ def free_parameters_single(K: int, d: int) -> int:
 
 
 def gaussian_rate_multi(K: int, d: int, d1: int, n: float) -> float:
-    """sqrt(((K-1) d1 + d) / n): the multi-source rate with constant 1 (as the official code plots)."""
+    """sqrt(((K-1) d1 + d) / n): the multi-source rate with constant 1 (as the official plot)."""
     return float(np.sqrt(free_parameters_multi(K, d, d1) / n))
 
 
@@ -32,7 +33,7 @@ def gaussian_rate_single(K: int, d: int, n: float) -> float:
 
 
 def bound_ratio(K: int | np.ndarray, beta_sim: float | np.ndarray) -> np.ndarray:
-    """Multi/single bound ratio sqrt(1 - (K-1)/K * beta_sim) (parameter-sharing fraction beta_sim)."""
+    """Multi/single bound ratio sqrt(1 - (K-1)/K * beta_sim), beta_sim the shared fraction."""
     K = np.asarray(K, float)
     return np.sqrt(1.0 - (K - 1.0) / K * np.asarray(beta_sim, float))
 

@@ -81,7 +81,8 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
             key = task_key(task)
             if key not in done:
                 done[key] = experiment.run_task(config, task, torch_device)
-                log.write(json.dumps({"config_hash": digest, "task": key, "rows": done[key]}) + "\n")
+                entry = {"config_hash": digest, "task": key, "rows": done[key]}
+                log.write(json.dumps(entry) + "\n")
                 log.flush()
             rows.extend(done[key])
     frame = pd.DataFrame(rows)

@@ -1,0 +1,201 @@
+"""Command line: `multisource ...` or `python -m multisource ...`.
+
+Bad input ends with one line on stderr naming the parameter and what is allowed, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from multisource.validation import InputError
+
+EXIT_USAGE = 2
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but errors are a single line (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"multisource: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (subcommands: gaussian, run, show, execute, book, status)."""
+    from multisource.devices import DEVICE_CHOICES
+    from multisource.experiments import PROFILES
+
+    parser = _OneLineParser(prog="multisource", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+
+    gaussian = commands.add_parser("gaussian", help="the Gaussian simulation of Figure 1")
+    gaussian_commands = gaussian.add_subparsers(dest="action", required=True,
+                                                parser_class=_OneLineParser)
+    replicate = gaussian_commands.add_parser(
+        "replicate", help="run the paper's published procedure for any setting")
+    replicate.add_argument("--K", type=int, default=5, help="number of sources (>= 1)")
+    replicate.add_argument("--D", type=int, default=10, help="dimension (>= 1)")
+    replicate.add_argument("--sim", type=float, default=0.5,
+                           help="shared fraction in [0, 1]; int(sim*D) coordinates are shared")
+    replicate.add_argument("--n", type=int, default=500, help="training sample size (>= 1)")
+    replicate.add_argument("--test-size", type=int, default=500, help="test points (>= 1)")
+    replicate.add_argument("--seeds", type=int, nargs="+", default=None,
+                           help="seeds (default: the paper's 3 33 520 2025 25731)")
+    replicate.add_argument("--json", action="store_true", help="print one JSON object")
+    exact = gaussian_commands.add_parser("exact", help="exact expected risk of both MLEs")
+    exact.add_argument("--K", type=int, default=5)
+    exact.add_argument("--D", type=int, default=10)
+    exact.add_argument("--sim", type=float, default=0.5)
+    exact.add_argument("--n", type=int, default=500)
+    exact.add_argument("--json", action="store_true")
+
+    run = commands.add_parser("run", help="run an experiment and store results with provenance")
+    run.add_argument("experiment")
+    run.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
+    run.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
+    run.add_argument("--no-resume", action="store_true", help="ignore a partial checkpoint")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    execute = commands.add_parser("execute", help="execute chapters with papermill")
+    execute.add_argument("chapters", nargs="*", help="chapter stems or numbers (default: all)")
+    execute.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
+    execute.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
+    execute.add_argument("--log-output", action="store_true", help="stream cell output")
+
+    show = commands.add_parser("show", help="print stored results of an experiment")
+    show.add_argument("experiment")
+    show.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
+
+    book = commands.add_parser("book", help="build the book into _build/html")
+    book.add_argument("--strict", action="store_true", help="-W -n --keep-going (as CI does)")
+
+    status = commands.add_parser("status", help="chapters, what they show, where numbers came from")
+    status.add_argument("--markdown", action="store_true", help="a markdown table (for the book)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except InputError as error:
+        sys.stderr.write(f"multisource: error: {error}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("multisource: interrupted; completed work is checkpointed\n")
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "gaussian":
+        return _gaussian(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "execute":
+        return _execute(args)
+    if args.command == "book":
+        return _book(args)
+    if args.command == "show":
+        return _show(args)
+    return _status(args)
+
+
+def _gaussian(args: argparse.Namespace) -> int:
+    from multisource.experiments import gaussian
+
+    setting = gaussian.ReplicationSetting(K=args.K, D=args.D, sim=args.sim, n=args.n,
+                                          test_size=getattr(args, "test_size", 500))
+    if args.action == "exact":
+        values = {e: gaussian.exact_expected_risk(setting.K, setting.D, setting.d1, setting.n, e)
+                  for e in gaussian.ESTIMATORS}
+        record = {"K": setting.K, "D": setting.D, "sim": setting.sim, "d1": setting.d1,
+                  "n": setting.n, "exact_single": values["single"],
+                  "exact_multi": values["multi"]}
+        print(json.dumps(record) if args.json else
+              f"exact E[R]: single {values['single']:.6f}  multi {values['multi']:.6f}  "
+              f"(K={setting.K}, D={setting.D}, d1={setting.d1}, n={setting.n})")
+        return 0
+    seeds = gaussian.PUBLISHED_SEEDS if args.seeds is None else args.seeds
+    result = gaussian.replicate(setting, seeds)
+    if any(r.tv_single_mc != r.tv_single_mc for r in result.per_seed):  # NaN check
+        sys.stderr.write("multisource: warning: a source received no training point in some "
+                         "seed; its MLE is undefined (reported as null/NaN)\n")
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"K={setting.K} D={setting.D} sim={setting.sim} (d1={setting.d1}) n={setting.n} "
+          f"test points={setting.test_size}")
+    print(f"{'seed':>12} {'TV single (MC)':>16} {'TV multi (MC)':>16}")
+    for r in result.per_seed:
+        print(f"{r.seed:>12} {r.tv_single_mc:>16.10f} {r.tv_multi_mc:>16.10f}")
+    print(f"{'mean':>12} {result.tv_single_mc:>16.10f} {result.tv_multi_mc:>16.10f}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from multisource.experiments.runner import run_experiment
+    from multisource.paths import REPO_ROOT
+
+    stored = run_experiment(args.experiment, args.profile, args.device,
+                            progress=not args.quiet, resume=not args.no_resume)
+    print(f"wrote {stored.csv_path.relative_to(REPO_ROOT)} "
+          f"({len(stored.frame)} rows, {stored.provenance['wall_time_s']} s, "
+          f"config {stored.provenance['config_hash']})")
+    return 0
+
+
+def _execute(args: argparse.Namespace) -> int:
+    from multisource.chapters import available_chapters, execute_chapter, find_chapter
+
+    chapters = [find_chapter(c) for c in args.chapters] or available_chapters()
+    for chapter in chapters:
+        print(f"executing {chapter.stem} (profile={args.profile}, device={args.device}) ...",
+              flush=True)
+        wall = execute_chapter(chapter, profile=args.profile, device=args.device,
+                               log_output=args.log_output)
+        print(f"  done in {wall:.1f} s -> notebooks/{chapter.notebook.name}", flush=True)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from multisource.experiments.runner import load_results
+
+    stored = load_results(args.experiment, args.profile)
+    if stored is None:
+        raise InputError(f"no results for {args.experiment}[{args.profile}] match the current "
+                         f"config; run `multisource run {args.experiment} --profile "
+                         f"{args.profile}`")
+    record = stored.provenance
+    print(f"{args.experiment}[{args.profile}]: config {record['config_hash']}, "
+          f"device {record['device']}, commit {record['git_commit']}, "
+          f"{record['wall_time_s']} s")
+    print(stored.frame.to_string(index=False))
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from multisource.paths import REPO_ROOT
+
+    venv_script = Path(sys.executable).with_name("jupyter-book")
+    executable = str(venv_script) if venv_script.exists() else shutil.which("jupyter-book")
+    if executable is None:
+        raise InputError("jupyter-book is not installed: run `make venv` first")
+    command = [executable, "build", str(REPO_ROOT)]
+    if args.strict:
+        command += ["-W", "-n", "--keep-going"]
+    return subprocess.call(command, cwd=REPO_ROOT)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from multisource.status import status_table
+
+    print(status_table(markdown=args.markdown))
+    return 0

@@ -1,0 +1,1 @@
+"""Model families: each exposes fit multi-source, fit single-source, and log-density or sampling."""
