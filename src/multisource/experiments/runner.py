@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from multisource.devices import describe_device, resolve_device
 from multisource.experiments import Experiment, get

@@ -1,0 +1,74 @@
+# The verbs of the companion. Each target sets up what it needs.
+#   make reproduce   environment, every chapter executed with papermill (profile book), the book
+#   make test        environment, then the three checks CI runs
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= book
+DEVICE ?= auto
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+MATHJAX := book/_mathjax/mathjax/tex-mml-chtml.js
+
+.PHONY: reproduce test venv data mathjax execute results book status unit notebooks book-check \
+        lint bench clean
+
+reproduce: venv data mathjax execute status book
+
+test: venv data mathjax unit notebooks book-check
+
+$(STAMP): requirements.txt requirements-lock.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -c requirements-lock.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+# Fashion-MNIST ships as a Debian package; installing it needs root (CI runs as root).
+data:
+	@if [ -d $(FASHION_DIR) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "note: Fashion-MNIST missing; run 'sudo apt-get install dataset-fashion-mnist'" \
+	  "(chapter 7 then uses its stored results; its data tests are skipped)"; fi
+
+mathjax: $(MATHJAX)
+$(MATHJAX): scripts/vendor_mathjax.sh
+	scripts/vendor_mathjax.sh
+
+execute: venv
+	$(BIN)/multisource execute --profile $(PROFILE) --device $(DEVICE)
+
+# Long experiments (not part of reproduce: the chapters load their stored, provenance-checked
+# results). Rerun them all at a profile, e.g. `make results PROFILE=paper DEVICE=cuda`.
+results: venv data
+	for e in $$($(BIN)/python -c "from multisource.experiments import names; print(*names())"); do \
+	  $(BIN)/multisource run $$e --profile $(PROFILE) --device $(DEVICE) || exit 1; done
+
+status: venv
+	@mkdir -p book/_generated
+	$(BIN)/multisource status --markdown > book/_generated/status_table.md
+
+book: venv mathjax
+	$(BIN)/jupyter-book build .
+
+unit: venv
+	$(BIN)/python -m pytest -q tests
+
+notebooks: venv
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+
+book-check: venv mathjax
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+bench: venv
+	$(BIN)/python benchmarks/gaussian_replication.py
+
+clean:
+	rm -rf _build .pytest_cache
