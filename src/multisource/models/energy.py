@@ -1,0 +1,513 @@
+"""Energy-based sources: p(x | k) = exp(-E(x, k)) / Z_k, with Z_k computed exactly.
+
+The paper instantiates its bound for "flexible" energy-based models (EBMs), with beta_sim = the
+fraction of shared MLP parameters; its model class is not public. The classes here are our own
+realizable constructions, small enough that Z needs neither MCMC nor approximation beyond
+quadrature:
+
+Ising family on {-1,+1}^d (an exponential family; the MLE is a convex problem). The parameter of
+source k is theta_k = (h_k, J_k): a field per spin and a coupling per edge of a graph (a ring by
+default), log p(x | k) = theta_k . T(x) - log Z_k with T(x) = (x_i, x_i x_j). A boolean mask says
+which of the m = d + |edges| parameters are shared (psi); beta_sim = (#shared) / m. Couplings
+become shared first, then fields, so beta_sim = |edges| / m is the classical "shared couplings,
+source-specific fields" model. The MLE is taken over the box |theta| <= bound (the truth lies
+inside): with few samples per source the unconstrained MLE may not exist.
+
+MLP energy (discrete {-1,+1}^d or continuous on the box [-1, 1]^2). E(x, k) = -a_s . tanh(W_s x +
+b_s) - a_k . tanh(W_k x + b_k): H_s shared hidden units and H_p units of source k. Each unit has
+d + 2 parameters, so beta_sim = H_s / (H_s + H_p). The single-source class has every unit
+source-specific. Fitted by Adam then L-BFGS on the exact NLL (enumeration or quadrature), with
+random restarts trained in parallel. On the square the weights are bounded (see
+`bounded_params`), because a quadrature partition function can otherwise be gamed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+from multisource.metrics import tv_on_grid
+from multisource.models.autoregressive import average_tv as average_tv  # re-exported
+from multisource.validation import InputError, check_float, check_int
+
+# ---------------------------------------------------------------------------------------------
+# Enumerated spin states and the Ising family
+# ---------------------------------------------------------------------------------------------
+
+
+def spin_states(d: int) -> np.ndarray:
+    """All 2^d states of {-1,+1}^d, shape (2^d, d), float64."""
+    d = check_int("d", d, minimum=1, maximum=16)
+    return np.array(list(itertools.product((-1.0, 1.0), repeat=d)))
+
+
+def ring_edges(d: int) -> list[tuple[int, int]]:
+    """Edges (i, i+1 mod d) of a ring of d spins (d >= 3), or the single edge for d = 2."""
+    d = check_int("d", d, minimum=2, maximum=16)
+    return [(0, 1)] if d == 2 else [(i, (i + 1) % d) for i in range(d)]
+
+
+def ising_statistics(states: np.ndarray, edges: list[tuple[int, int]]) -> np.ndarray:
+    """Sufficient statistics T(x) = (x_1..x_d, x_i x_j for each edge), shape (n_states, m)."""
+    states = np.asarray(states, float)
+    pairs = np.array([states[:, i] * states[:, j] for i, j in edges]).T.reshape(len(states), -1)
+    return np.concatenate([states, pairs], axis=1)
+
+
+def ising_shared_mask(d: int, n_edges: int, beta_sim: float) -> np.ndarray:
+    """Which of the m = d + n_edges parameters are shared: beta_sim m of them, couplings first.
+
+    beta_sim * m must be an integer (to 1e-9). Order of the parameters: d fields, then couplings.
+    """
+    d = check_int("d", d, minimum=1, maximum=16)
+    n_edges = check_int("n_edges", n_edges, minimum=0)
+    beta_sim = check_float("beta_sim", beta_sim, minimum=0.0, maximum=1.0)
+    m = d + n_edges
+    count = beta_sim * m
+    if abs(count - round(count)) > 1e-9:
+        raise InputError(f"beta_sim * m must be an integer (m = {m} parameters), got "
+                         f"beta_sim={beta_sim}")
+    order = list(range(d, m)) + list(range(d))          # couplings first, then fields
+    mask = np.zeros(m, dtype=bool)
+    mask[order[: round(count)]] = True
+    return mask
+
+
+def random_ising_params(K: int, shared: np.ndarray, d: int, rng: np.random.Generator, *,
+                        field_scale: float = 0.5, coupling_scale: float = 0.5,
+                        n_draws: int | None = None) -> np.ndarray:
+    """True parameters ([n_draws,] K, m): fields ~ U(-field_scale, field_scale), couplings
+    ~ U(-coupling_scale, coupling_scale); shared entries take one draw for all sources."""
+    K = check_int("K", K, minimum=1)
+    shared = np.asarray(shared, bool)
+    m = shared.shape[0]
+    lead = () if n_draws is None else (check_int("n_draws", n_draws, minimum=1),)
+    scale = np.where(np.arange(m) < d, field_scale, coupling_scale)
+    theta = rng.uniform(-1.0, 1.0, size=(*lead, K, m)) * scale
+    common = rng.uniform(-1.0, 1.0, size=(*lead, 1, m)) * scale
+    theta[..., shared] = np.broadcast_to(common, theta.shape)[..., shared]
+    return theta
+
+
+def ising_log_probs(theta: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """log p(x | k) for every state: theta (..., K, m), stats (n_states, m) -> (..., K, states)."""
+    logits = np.asarray(theta, float) @ np.asarray(stats, float).T
+    return logits - logsumexp(logits, axis=-1, keepdims=True)
+
+
+def sample_state_counts(probs: np.ndarray, n: int, rng: np.random.Generator,
+                        p_y: np.ndarray | None = None) -> np.ndarray:
+    """Counts of each enumerated state among n pairs (y ~ p_Y, x | y ~ probs[y]).
+
+    probs: (S, K, n_states) for S independent truths (seeds); returns (S, K, n_states) int64.
+    """
+    probs = np.asarray(probs, float)
+    if probs.ndim != 3:
+        raise InputError(f"probs must have shape (S, K, n_states), got {probs.shape}")
+    n = check_int("n", n, minimum=1)
+    S, K, _ = probs.shape
+    weights = np.full(K, 1.0 / K) if p_y is None else np.asarray(p_y, float)
+    n_k = rng.multinomial(n, weights, size=S)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    return rng.multinomial(n_k, probs)
+
+
+@dataclass(frozen=True)
+class IsingFit:
+    """Box-constrained MLE of the Ising family: parameters (K, m), mean NLL, solver status."""
+
+    theta: np.ndarray
+    train_nll: float
+    converged: bool
+    at_bound: int          # number of free parameters that ended on the box boundary
+
+
+def ising_nll(theta: np.ndarray, stats: np.ndarray, counts: np.ndarray) -> float:
+    """Mean NLL per sample of data summarised by counts (K, n_states) under theta (K, m)."""
+    counts = np.asarray(counts, float)
+    return float(-(counts * ising_log_probs(theta, stats)).sum() / counts.sum())
+
+
+def fit_ising(counts: np.ndarray, stats: np.ndarray, shared: np.ndarray | None, *,
+              bound: float = 3.0) -> IsingFit:
+    """MLE over |theta| <= bound by L-BFGS-B with the exact gradient (data minus model moments).
+
+    shared=None (or all False): the single-source MLE (K independent problems solved jointly);
+    otherwise the multi-source MLE with one value per shared parameter. Convex, so the solver's
+    optimum is global up to its tolerance.
+    """
+    counts = np.asarray(counts, float)
+    stats = np.asarray(stats, float)
+    K, n_states = counts.shape
+    m = stats.shape[1]
+    if stats.shape[0] != n_states:
+        raise InputError(f"stats must have {n_states} rows (one per state), got {stats.shape[0]}")
+    bound = check_float("bound", bound, minimum=1e-3, maximum=100.0)
+    shared = np.zeros(m, bool) if shared is None else np.asarray(shared, bool)
+    if shared.shape != (m,):
+        raise InputError(f"shared must be a boolean mask of length m={m}")
+    n = counts.sum()
+    n_k = counts.sum(axis=1)
+    data_moments = counts @ stats                            # (K, m)
+    s, p = int(shared.sum()), int((~shared).sum())
+
+    def unpack(z: np.ndarray) -> np.ndarray:
+        theta = np.empty((K, m))
+        theta[:, shared] = z[:s]
+        theta[:, ~shared] = z[s:].reshape(K, p)
+        return theta
+
+    def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = unpack(z)
+        logp = ising_log_probs(theta, stats)
+        value = -(counts * logp).sum() / n
+        grad = -(data_moments - n_k[:, None] * (np.exp(logp) @ stats)) / n   # (K, m)
+        return value, np.concatenate([grad[:, shared].sum(axis=0), grad[:, ~shared].ravel()])
+
+    z0 = np.zeros(s + K * p)
+    result = minimize(objective, z0, jac=True, method="L-BFGS-B",
+                      bounds=[(-bound, bound)] * z0.size,
+                      options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
+    at_bound = int((np.abs(result.x) > bound - 1e-6).sum())
+    return IsingFit(unpack(result.x), float(result.fun), bool(result.success), at_bound)
+
+
+# ---------------------------------------------------------------------------------------------
+# MLP energies (discrete and continuous)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MLPEnergySpec:
+    """E(x, k) = -a_s . tanh(W_s x + b_s) - a_k . tanh(W_k x + b_k) on R^d, K sources."""
+
+    d: int
+    K: int
+    shared_units: int
+    specific_units: int
+
+    def __post_init__(self) -> None:
+        check_int("d", self.d, minimum=1, maximum=16)
+        check_int("K", self.K, minimum=1)
+        check_int("shared_units", self.shared_units, minimum=0)
+        check_int("specific_units", self.specific_units, minimum=0)
+        if self.shared_units + self.specific_units == 0:
+            raise InputError("shared_units + specific_units must be >= 1, got 0")
+
+    @property
+    def params_per_unit(self) -> int:
+        """Input weights, bias and output weight of one hidden unit: d + 2."""
+        return self.d + 2
+
+    @property
+    def shared_parameters(self) -> int:
+        """|psi|: parameters shared by all sources."""
+        return self.shared_units * self.params_per_unit
+
+    @property
+    def specific_parameters(self) -> int:
+        """|phi_k|: parameters owned by one source."""
+        return self.specific_units * self.params_per_unit
+
+    @property
+    def beta_sim(self) -> float:
+        """Fraction of shared parameters: H_s / (H_s + H_p)."""
+        return self.shared_units / (self.shared_units + self.specific_units)
+
+    def single(self) -> MLPEnergySpec:
+        """The single-source class: every unit source-specific (K separate networks)."""
+        return MLPEnergySpec(self.d, self.K, 0, self.shared_units + self.specific_units)
+
+
+def init_mlp_energy(spec: MLPEnergySpec, restarts: int, generator: torch.Generator, *,
+                    weight_scale: float = 1.0, head_scale: float = 1.0
+                    ) -> dict[str, torch.Tensor]:
+    """Random parameters with a leading restart axis R (Gaussian, sd weight/head_scale)."""
+    restarts = check_int("restarts", restarts, minimum=1)
+    d, K, Hs, Hp = spec.d, spec.K, spec.shared_units, spec.specific_units
+
+    def draw(*shape: int, scale: float) -> torch.Tensor:
+        return scale * torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    return {
+        "Ws": draw(restarts, Hs, d, scale=weight_scale),
+        "bs": draw(restarts, Hs, scale=weight_scale),
+        "as": draw(restarts, Hs, scale=head_scale),
+        "Wp": draw(restarts, K, Hp, d, scale=weight_scale),
+        "bp": draw(restarts, K, Hp, scale=weight_scale),
+        "ap": draw(restarts, K, Hp, scale=head_scale),
+    }
+
+
+def mlp_energy(params: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
+    """Energies of every source at every point: points (P, d) -> (R, K, P)."""
+    hs = torch.tanh(torch.einsum("pd,rhd->rph", points, params["Ws"]) + params["bs"][:, None])
+    shared = -torch.einsum("rph,rh->rp", hs, params["as"])[:, None]             # (R, 1, P)
+    hp = torch.tanh(torch.einsum("pd,rkhd->rkph", points, params["Wp"])
+                    + params["bp"][:, :, None])
+    return shared - torch.einsum("rkph,rkh->rkp", hp, params["ap"])
+
+
+def energy_gradient_bound(params: dict[str, torch.Tensor]) -> np.ndarray:
+    """Upper bound on |grad_x E(x, k)| (Euclidean), per restart and source: (R, K).
+
+    |d tanh| <= 1, so |grad E| <= sum over units of |a_j| |w_j|.
+    """
+    shared = (params["as"].abs() * params["Ws"].norm(dim=-1)).sum(-1)             # (R,)
+    specific = (params["ap"].abs() * params["Wp"].norm(dim=-1)).sum(-1)           # (R, K)
+    return (shared[:, None] + specific).detach().numpy()
+
+
+def _lbfgs_fit(params: dict[str, torch.Tensor], objective, *, warmup: int, steps: int,
+               lr: float) -> None:
+    """Adam warm-up then L-BFGS (strong Wolfe) on `objective()`, in place."""
+    tensors = list(params.values())
+    for tensor in tensors:
+        tensor.requires_grad_(True)
+    adam = torch.optim.Adam(tensors, lr=lr)
+    for _ in range(warmup):
+        adam.zero_grad()
+        objective().backward()
+        adam.step()
+    if steps:
+        lbfgs = torch.optim.LBFGS(tensors, lr=1.0, max_iter=steps, history_size=20,
+                                  tolerance_grad=1e-9, tolerance_change=1e-12,
+                                  line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            lbfgs.zero_grad()
+            loss = objective()
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
+    for tensor in tensors:
+        tensor.requires_grad_(False)
+
+
+def _select(params: dict[str, torch.Tensor], per_source_nll: torch.Tensor, *,
+            independent: bool) -> dict[str, torch.Tensor]:
+    """Best restart: per source when the sources' parameters are disjoint, else overall."""
+    K = per_source_nll.shape[1]
+    if not independent:
+        r = int(per_source_nll.sum(1).argmin())
+        return {k: v[r : r + 1].detach().clone() for k, v in params.items()}
+    choice = per_source_nll.argmin(0)
+    best = {k: v[:1].detach().clone() for k, v in params.items()}
+    for name in ("Wp", "bp", "ap"):
+        best[name] = params[name][choice, torch.arange(K)][None].detach().clone()
+    return best
+
+
+@dataclass(frozen=True)
+class EnergyFit:
+    """A fitted MLP energy (restart axis of size 1), its mean training NLL, every restart's NLL."""
+
+    params: dict[str, torch.Tensor]
+    train_nll: float
+    restart_nll: np.ndarray
+
+
+def discrete_log_probs(params: dict[str, torch.Tensor], states: torch.Tensor) -> torch.Tensor:
+    """log p(x | k) on enumerated states (P, d): (R, K, P), log Z by logsumexp over all states."""
+    neg = -mlp_energy(params, states)
+    return neg - torch.logsumexp(neg, dim=-1, keepdim=True)
+
+
+def fit_discrete_mlp(spec: MLPEnergySpec, counts: np.ndarray, states: np.ndarray, *,
+                     restarts: int = 3, warmup: int = 100, steps: int = 300, lr: float = 0.05,
+                     init_scale: float = 0.5, generator: torch.Generator) -> EnergyFit:
+    """MLE of the MLP energy on enumerated states from counts (K, n_states); exact log Z."""
+    restarts = check_int("restarts", restarts, minimum=1)
+    counts_t = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
+    states_t = torch.as_tensor(np.asarray(states), dtype=torch.float64)
+    if counts_t.shape != (spec.K, states_t.shape[0]):
+        raise InputError(f"counts must have shape (K, n_states)=({spec.K}, {states_t.shape[0]})")
+    n = float(counts_t.sum())
+    params = init_mlp_energy(spec, restarts, generator, weight_scale=init_scale,
+                             head_scale=init_scale)
+    _lbfgs_fit(params, lambda: -(counts_t * discrete_log_probs(params, states_t)).sum() / n,
+               warmup=check_int("warmup", warmup, minimum=0),
+               steps=check_int("steps", steps, minimum=0), lr=lr)
+    with torch.no_grad():
+        per_source = -(counts_t * discrete_log_probs(params, states_t)).sum(-1)      # (R, K)
+    independent = spec.shared_units == 0
+    total = per_source.min(0).values.sum() if independent else per_source.sum(1).min()
+    return EnergyFit(_select(params, per_source, independent=independent), float(total) / n,
+                     per_source.sum(1).numpy() / n)
+
+
+def discrete_nll(params: dict[str, torch.Tensor], states: np.ndarray, counts: np.ndarray
+                 ) -> float:
+    """Mean NLL per sample (first restart) of data summarised by counts (K, n_states)."""
+    counts_t = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
+    with torch.no_grad():
+        logp = discrete_log_probs(params, torch.as_tensor(np.asarray(states), dtype=torch.float64))
+    return float(-(counts_t * logp[0]).sum() / counts_t.sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Continuous EBM on the box [-1, 1]^2
+# ---------------------------------------------------------------------------------------------
+
+BOX_BOUNDS: tuple[float, float] = (3.0, 2.0)
+"""Default (input-weight bound, output-weight bound) of the box family."""
+
+
+def bounded_params(params: dict[str, torch.Tensor], bounds: tuple[float, float]
+                   ) -> dict[str, torch.Tensor]:
+    """Effective parameters of the box family: W = c_w tanh(W_raw / c_w), a = c_a tanh(a_raw / c_a).
+
+    Without a bound, maximum likelihood with a quadrature partition function can be gamed: very
+    steep units put mass between the quadrature nodes, where Z does not see it, and the training
+    NLL diverges. Bounded weights bound |grad E| <= H c_a c_w sqrt(d) and keep every density in
+    the class smooth at the scale of the nodes. The teacher uses the same map, so the class stays
+    realizable.
+    """
+    c_w, c_a = (check_float("input bound", bounds[0], minimum=1e-3),
+                check_float("output bound", bounds[1], minimum=1e-3))
+    out = dict(params)
+    for name in ("Ws", "Wp"):
+        out[name] = c_w * torch.tanh(params[name] / c_w)
+    for name in ("as", "ap"):
+        out[name] = c_a * torch.tanh(params[name] / c_a)
+    return out
+
+
+@dataclass(frozen=True)
+class Quadrature:
+    """Tensor Gauss-Legendre rule on [-1, 1]^d: nodes (P, d), weights (P,)."""
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    per_axis: int
+
+
+def gauss_legendre_box(per_axis: int, d: int = 2) -> Quadrature:
+    """Tensor-product Gauss-Legendre quadrature with `per_axis` nodes per axis on [-1, 1]^d."""
+    per_axis = check_int("per_axis", per_axis, minimum=2, maximum=512)
+    d = check_int("d", d, minimum=1, maximum=3)
+    x, w = np.polynomial.legendre.leggauss(per_axis)
+    nodes = np.array(list(itertools.product(x, repeat=d)))
+    weights = np.prod(np.array(list(itertools.product(w, repeat=d))), axis=1)
+    return Quadrature(nodes, weights, per_axis)
+
+
+def box_log_density(params: dict[str, torch.Tensor], points: torch.Tensor,
+                    quad_nodes: torch.Tensor, quad_weights: torch.Tensor, *,
+                    bounds: tuple[float, float] = BOX_BOUNDS) -> torch.Tensor:
+    """log p(x | k) at points (P, d) for every source: (R, K, P); Z_k by the given quadrature.
+
+    params are raw; the effective weights are `bounded_params(params, bounds)`.
+    """
+    params = bounded_params(params, bounds)
+    log_z = torch.logsumexp(-mlp_energy(params, quad_nodes) + quad_weights.log(), dim=-1)
+    return -mlp_energy(params, points) - log_z[..., None]
+
+
+def box_densities(params: dict[str, torch.Tensor], quad: Quadrature,
+                  points: np.ndarray | None = None, *,
+                  bounds: tuple[float, float] = BOX_BOUNDS) -> np.ndarray:
+    """Normalised densities (R, K, P) at `points` (default: the quadrature nodes)."""
+    nodes = torch.as_tensor(quad.nodes)
+    weights = torch.as_tensor(quad.weights)
+    at = nodes if points is None else torch.as_tensor(np.asarray(points, float))
+    with torch.no_grad():
+        return box_log_density(params, at, nodes, weights, bounds=bounds).exp().numpy()
+
+
+def box_average_tv(params_hat: dict[str, torch.Tensor], params_true: dict[str, torch.Tensor],
+                   quad: Quadrature, p_y: np.ndarray | None = None, *,
+                   bounds: tuple[float, float] = BOX_BOUNDS) -> float:
+    """E_Y TV between two box EBMs (first restarts), 1/2 sum_i w_i |p_hat - p*| per source."""
+    p_hat = box_densities(params_hat, quad, bounds=bounds)[0]
+    p_true = box_densities(params_true, quad, bounds=bounds)[0]
+    K = p_true.shape[0]
+    weights = np.full(K, 1.0 / K) if p_y is None else np.asarray(p_y, float)
+    return float((tv_on_grid(p_hat, p_true, quad.weights) * weights).sum())
+
+
+def sample_box_ebm(params: dict[str, torch.Tensor], n: int, rng: np.random.Generator, *,
+                   p_y: np.ndarray | None = None, grid: int = 128,
+                   bounds: tuple[float, float] = BOX_BOUNDS) -> tuple[np.ndarray, np.ndarray]:
+    """Exact samples (x, y) from a box EBM (first restart) by rejection from the uniform law.
+
+    The envelope is rigorous: on a midpoint grid of spacing h every point of the box lies within
+    h / sqrt(2) of a grid point, so exp(-E) <= max_grid exp(-E) * exp(G h / sqrt(2)) with G the
+    gradient bound of `energy_gradient_bound`.
+    """
+    n = check_int("n", n, minimum=1)
+    params = bounded_params({k: v[:1] for k, v in params.items()}, bounds)
+    K = params["Wp"].shape[1]
+    weights = np.full(K, 1.0 / K) if p_y is None else np.asarray(p_y, float)
+    y = rng.choice(K, size=n, p=weights)
+    h = 2.0 / grid
+    axis = -1.0 + h * (np.arange(grid) + 0.5)
+    mesh = torch.as_tensor(np.array(list(itertools.product(axis, axis))))
+    with torch.no_grad():
+        neg = -mlp_energy(params, mesh)[0]                                       # (K, P)
+    log_env = neg.max(dim=-1).values.numpy() + energy_gradient_bound(params)[0] * h / np.sqrt(2)
+    x = np.empty((n, 2))
+    for k in range(K):
+        idx = np.flatnonzero(y == k)
+        filled = 0
+        while filled < idx.size:
+            batch = max(64, 4 * (idx.size - filled))
+            cand = rng.uniform(-1.0, 1.0, size=(batch, 2))
+            with torch.no_grad():
+                e = -mlp_energy({kk: v[:1, :] if kk in ("Ws", "bs", "as") else v[:1, k : k + 1]
+                                 for kk, v in params.items()}, torch.as_tensor(cand))[0, 0]
+            accept = cand[np.log(rng.random(batch)) < e.numpy() - log_env[k]]
+            take = accept[: idx.size - filled]
+            x[idx[filled : filled + take.shape[0]]] = take
+            filled += take.shape[0]
+    return x, y
+
+
+def fit_box_ebm(spec: MLPEnergySpec, x: np.ndarray, y: np.ndarray, quad: Quadrature, *,
+                restarts: int = 3, warmup: int = 100, steps: int = 300, lr: float = 0.05,
+                init_scale: float = 0.5, generator: torch.Generator,
+                bounds: tuple[float, float] = BOX_BOUNDS) -> EnergyFit:
+    """MLE of a box EBM from samples (x (n, 2), y (n,)), Z_k by the quadrature `quad`, over the
+    bounded class of `bounded_params` (raw parameters are optimised)."""
+    restarts = check_int("restarts", restarts, minimum=1)
+    xt = torch.as_tensor(np.asarray(x, float))
+    yt = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    if xt.ndim != 2 or xt.shape[1] != spec.d or yt.shape != (xt.shape[0],):
+        raise InputError(f"x must have shape (n, {spec.d}) and y shape (n,)")
+    n = xt.shape[0]
+    nodes = torch.as_tensor(quad.nodes)
+    qweights = torch.as_tensor(quad.weights)
+    onehot = torch.nn.functional.one_hot(yt, spec.K).to(torch.float64).T          # (K, n)
+    params = init_mlp_energy(spec, restarts, generator, weight_scale=init_scale,
+                             head_scale=init_scale)
+
+    def per_source_nll() -> torch.Tensor:
+        logp = box_log_density(params, xt, nodes, qweights, bounds=bounds)            # (R, K, n)
+        return -(logp * onehot).sum(-1)
+
+    _lbfgs_fit(params, lambda: per_source_nll().sum() / n,
+               warmup=check_int("warmup", warmup, minimum=0),
+               steps=check_int("steps", steps, minimum=0), lr=lr)
+    with torch.no_grad():
+        per_source = per_source_nll()
+    independent = spec.shared_units == 0
+    total = per_source.min(0).values.sum() if independent else per_source.sum(1).min()
+    return EnergyFit(_select(params, per_source, independent=independent), float(total) / n,
+                     per_source.sum(1).numpy() / n)
+
+
+def box_nll(params: dict[str, torch.Tensor], x: np.ndarray, y: np.ndarray, quad: Quadrature, *,
+            bounds: tuple[float, float] = BOX_BOUNDS) -> float:
+    """Mean NLL per sample of (x, y) under the first restart, Z by `quad`."""
+    xt = torch.as_tensor(np.asarray(x, float))
+    yt = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    with torch.no_grad():
+        logp = box_log_density(params, xt, torch.as_tensor(quad.nodes),
+                               torch.as_tensor(quad.weights), bounds=bounds)[0]
+    return float(-logp[yt, torch.arange(xt.shape[0])].mean())
