@@ -106,3 +106,12 @@ def test_status_lists_every_chapter(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for stem in ("01_formulation", "04_gaussian", "07_edm2_diffusion"):
         assert stem in out
+
+
+def test_diffusion_and_imagenet_commands_reject_bad_input(capsys) -> None:
+    assert main(["imagenet", "prepare", "--train-dir", "no/such/folder", "--level", "sim3",
+                 "--K", "3", "--out", "x.npz"]) == 2
+    assert "train_dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as raised:
+        main(["diffusion", "train", "--out", "unused", "--preset", "huge"])
+    assert raised.value.code == 2

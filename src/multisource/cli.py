@@ -12,32 +12,24 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from multisource.validation import InputError
+from multisource.validation import InputError, OneLineArgumentParser
 
 EXIT_USAGE = 2
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but errors are a single line (no usage dump) and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"multisource: error: {message}\n")
-        raise SystemExit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (subcommands: gaussian, run, show, execute, book, status)."""
+    """The full argument parser with all subcommands."""
     from multisource.devices import DEVICE_CHOICES
     from multisource.experiments import PROFILES
 
-    parser = _OneLineParser(prog="multisource", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    parser = OneLineArgumentParser(prog="multisource", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=OneLineArgumentParser)
 
     gaussian = commands.add_parser("gaussian", help="the Gaussian simulation of Figure 1")
     gaussian_commands = gaussian.add_subparsers(dest="action", required=True,
-                                                parser_class=_OneLineParser)
+                                                parser_class=OneLineArgumentParser)
     replicate = gaussian_commands.add_parser(
         "replicate", help="run the paper's published procedure for any setting")
     replicate.add_argument("--K", type=int, default=5, help="number of sources (>= 1)")
@@ -68,6 +60,48 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
     execute.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
     execute.add_argument("--log-output", action="store_true", help="stream cell output")
+
+    diffusion = commands.add_parser(
+        "diffusion", help="train the EDM2-style model (also under torchrun)", add_help=False)
+    diffusion.add_argument("action", choices=["train"])
+    diffusion.add_argument("train_args", nargs=argparse.REMAINDER,
+                           help="arguments of `multisource diffusion train --help`")
+
+    imagenet = commands.add_parser("imagenet", help="the paper's ImageNet protocol (local data)")
+    imagenet_commands = imagenet.add_subparsers(dest="action", required=True,
+                                                parser_class=OneLineArgumentParser)
+    prepare = imagenet_commands.add_parser(
+        "prepare", help="class subset of a local ILSVRC2012 train folder -> .npz")
+    prepare.add_argument("--train-dir", required=True, help="folder with train/<wnid>/*.JPEG")
+    prepare.add_argument("--level", required=True, help="similarity level: sim1, sim2 or sim3")
+    prepare.add_argument("--K", type=int, required=True, help="number of classes (first K)")
+    prepare.add_argument("--n-per-class", type=int, default=None, help="images per class")
+    prepare.add_argument("--resolution", type=int, default=256)
+    prepare.add_argument("--transform", default="resize", help="resize or center-crop")
+    prepare.add_argument("--seed", type=int, default=0)
+    prepare.add_argument("--out", required=True)
+    inet_train = imagenet_commands.add_parser("train", help="train on a prepared subset")
+    inet_train.add_argument("--data", required=True)
+    inet_train.add_argument("--out", required=True)
+    inet_train.add_argument("--preset", default="smoke", help="smoke, book or paper")
+    inet_train.add_argument("--device", default="auto")
+    inet_train.add_argument("--steps", type=int, default=None)
+    inet_train.add_argument("--batch", type=int, default=None)
+    inet_train.add_argument("--seed", type=int, default=0)
+    inet_sample = imagenet_commands.add_parser("sample", help="Heun-sample every class of a run")
+    inet_sample.add_argument("--run", required=True)
+    inet_sample.add_argument("--out", required=True)
+    inet_sample.add_argument("--samples-per-class", type=int, default=5000)
+    inet_sample.add_argument("--steps", type=int, default=32)
+    inet_sample.add_argument("--seed", type=int, default=0)
+    inet_sample.add_argument("--device", default="auto")
+    evaluate = imagenet_commands.add_parser("evaluate", help="per-class FID of samples")
+    evaluate.add_argument("--samples", required=True)
+    evaluate.add_argument("--reference", required=True)
+    evaluate.add_argument("--extractor", default="inception", help="inception or pixels")
+    evaluate.add_argument("--inception-weights", default=None,
+                          help="local Inception-v3 weights (never downloaded)")
+    evaluate.add_argument("--out", default=None)
 
     show = commands.add_parser("show", help="print stored results of an experiment")
     show.add_argument("experiment")
@@ -105,6 +139,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _book(args)
     if args.command == "show":
         return _show(args)
+    if args.command == "diffusion":
+        from multisource.models.diffusion.train_cli import main as train_main
+
+        return train_main(args.train_args)
+    if args.command == "imagenet":
+        return _imagenet(args)
     return _status(args)
 
 
@@ -162,6 +202,31 @@ def _execute(args: argparse.Namespace) -> int:
         wall = execute_chapter(chapter, profile=args.profile, device=args.device,
                                log_output=args.log_output)
         print(f"  done in {wall:.1f} s -> notebooks/{chapter.notebook.name}", flush=True)
+    return 0
+
+
+def _imagenet(args: argparse.Namespace) -> int:
+    from multisource.images import imagenet
+
+    if args.action == "prepare":
+        out = imagenet.prepare_subset(args.train_dir, args.level, args.K, args.n_per_class,
+                                      args.resolution, args.out, seed=args.seed,
+                                      transform=args.transform)
+    elif args.action == "train":
+        out = imagenet.train_subset(args.data, args.out, preset=args.preset, device=args.device,
+                                    total_steps=args.steps, batch_size=args.batch,
+                                    seed=args.seed)
+    elif args.action == "sample":
+        out = imagenet.sample_subset(args.run, args.out,
+                                     samples_per_class=args.samples_per_class,
+                                     num_steps=args.steps, seed=args.seed, device=args.device)
+    else:
+        scores = imagenet.evaluate_subset(args.samples, args.reference, extractor=args.extractor,
+                                          inception_weights=args.inception_weights,
+                                          out=args.out)
+        print(json.dumps(scores, indent=2, default=str))
+        return 0
+    print(f"wrote {out}")
     return 0
 
 

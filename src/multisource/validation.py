@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from collections.abc import Iterable
+from typing import NoReturn
 
 
 class InputError(ValueError):
@@ -55,3 +58,11 @@ def _check_bounds(name: str, value: float, minimum: float | None, maximum: float
         raise InputError(f"{name} must be {kind} >= {minimum}, got {value}")
     elif maximum is not None and value > maximum:
         raise InputError(f"{name} must be {kind} <= {maximum}, got {value}")
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"multisource: error: {message}\n")
+        raise SystemExit(2)

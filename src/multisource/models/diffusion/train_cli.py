@@ -25,7 +25,7 @@ import torch
 from multisource.devices import DEVICE_CHOICES, resolve_device
 from multisource.models.diffusion.config import PRESETS
 from multisource.models.diffusion.training import train
-from multisource.validation import InputError
+from multisource.validation import InputError, OneLineArgumentParser
 
 
 def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +56,7 @@ def load_data(spec: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by `multisource diffusion train`)."""
-    p = argparse.ArgumentParser(prog="multisource-diffusion-train",
+    p = OneLineArgumentParser(prog="multisource diffusion train",
                                 description="Train an EDM2-style class-conditional denoiser.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
     p.add_argument("--data", default="digits", help="'digits' or a .npz/.pt file")
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(model_config, train_config, images, labels, args.out,
                        resolve_device(args.device), progress=not args.no_progress)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"multisource: error: {err}", file=sys.stderr)
         return 2
     if rank == 0:
         last = result.log.iloc[-1] if len(result.log) else None
