@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from multisource.paths import reference_path
 
@@ -12,3 +13,12 @@ from multisource.paths import reference_path
 def published_figure1() -> pd.DataFrame:
     """The 15 published rows of Figure 1 (official repository's CSVs)."""
     return pd.read_csv(reference_path("paper_figure1_gaussian.csv"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is much faster than several on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

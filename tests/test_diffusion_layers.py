@@ -31,14 +31,7 @@ from multisource.models.diffusion.layers import (
 from multisource.models.diffusion.sampler import heun_sample
 from multisource.validation import InputError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine has 2 shared cores; one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rms(x: torch.Tensor) -> float:

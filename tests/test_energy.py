@@ -13,14 +13,7 @@ from multisource.experiments import get
 from multisource.models import energy as en
 from multisource.validation import InputError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than several on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ising(d: int = 4, K: int = 3, beta: float = 0.5, seed: int = 0):

@@ -119,7 +119,7 @@ def train_classifier(config: ClassifierConfig) -> FeatureClassifier:
     epochs = check_int("epochs", config.epochs, minimum=1, maximum=100)
     domain = load_domain(config.domain, config.resolution)
     x = torch.from_numpy(np.array(domain.train_images))[:, None]
-    y = torch.from_numpy(domain.train_labels)
+    y = torch.from_numpy(np.array(domain.train_labels))  # a copy: the cached arrays are read-only
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     model = FeatureClassifier(len(domain.class_names))

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from multisource.metrics import tv_discrete
+from multisource.models.sharing import SharedUnitSplit
 from multisource.validation import InputError, check_float, check_int
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def tabular_log_likelihood(tables: np.ndarray, counts: np.ndarray) -> np.ndarray
 
 
 @dataclass(frozen=True)
-class NeuralARSpec:
+class NeuralARSpec(SharedUnitSplit):
     """Architecture of the neural AR model: V tokens, length L, K sources, hidden-unit split."""
 
     V: int
@@ -274,20 +275,6 @@ class NeuralARSpec:
         """Weights, bias and head column of one hidden unit: D + 1 + V."""
         return self.input_size + 1 + self.V
 
-    @property
-    def shared_parameters(self) -> int:
-        """|psi|: parameters shared by all sources."""
-        return self.shared_units * self.params_per_unit
-
-    @property
-    def specific_parameters(self) -> int:
-        """|phi_k|: parameters owned by one source."""
-        return self.specific_units * self.params_per_unit
-
-    @property
-    def beta_sim(self) -> float:
-        """Fraction of shared parameters in one source's network: H_s / (H_s + H_p)."""
-        return self.shared_units / (self.shared_units + self.specific_units)
 
     def single(self) -> NeuralARSpec:
         """The single-source class: every unit source-specific (K separate networks)."""

@@ -33,6 +33,7 @@ from scipy.special import logsumexp
 
 from multisource.metrics import tv_on_grid
 from multisource.models.autoregressive import average_tv as average_tv  # re-exported
+from multisource.models.sharing import SharedUnitSplit
 from multisource.validation import InputError, check_float, check_int
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def fit_ising(counts: np.ndarray, stats: np.ndarray, shared: np.ndarray | None, 
 
 
 @dataclass(frozen=True)
-class MLPEnergySpec:
+class MLPEnergySpec(SharedUnitSplit):
     """E(x, k) = -a_s . tanh(W_s x + b_s) - a_k . tanh(W_k x + b_k) on R^d, K sources."""
 
     d: int
@@ -204,20 +205,6 @@ class MLPEnergySpec:
         """Input weights, bias and output weight of one hidden unit: d + 2."""
         return self.d + 2
 
-    @property
-    def shared_parameters(self) -> int:
-        """|psi|: parameters shared by all sources."""
-        return self.shared_units * self.params_per_unit
-
-    @property
-    def specific_parameters(self) -> int:
-        """|phi_k|: parameters owned by one source."""
-        return self.specific_units * self.params_per_unit
-
-    @property
-    def beta_sim(self) -> float:
-        """Fraction of shared parameters: H_s / (H_s + H_p)."""
-        return self.shared_units / (self.shared_units + self.specific_units)
 
     def single(self) -> MLPEnergySpec:
         """The single-source class: every unit source-specific (K separate networks)."""
