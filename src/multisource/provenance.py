@@ -38,12 +38,17 @@ def config_hash(experiment: str, config: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+# Generated outputs: rewriting them does not make the code that produced them "dirty".
+OUTPUT_PATHS = ("notebooks/*.ipynb", "book/_generated", "data/results", "benchmarks/results")
+
+
 def git_commit() -> str:
-    """The repository's HEAD commit, suffixed `-dirty` when tracked files differ; or `unknown`."""
+    """HEAD, suffixed `-dirty` when tracked inputs (not OUTPUT_PATHS) differ; or `unknown`."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, check=True,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", *(f":!{p}" for p in OUTPUT_PATHS)],
                                cwd=REPO_ROOT, check=True, capture_output=True, text=True,
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
