@@ -288,10 +288,11 @@ def _multi_tv_mixed_over_counts(m: np.ndarray, weights: np.ndarray, d: int, d1: 
     needs one scalar integral instead of one per count."""
     d_shared = d - d1
     inv_m = 1.0 / np.asarray(m, float)
+    mass = float(np.sum(weights))
 
     def integrand(u: float) -> float:
-        if u == 0.0:
-            return 0.5 * (4.0 - d1 * float(np.dot(weights, inv_m)) - d_shared / n)
+        if u == 0.0:  # the limit u -> 0 of sin(theta) / (u rho), summed over the counts
+            return 0.5 * ((4.0 - d_shared / n) * mass - d1 * float(np.dot(weights, inv_m)))
         theta = 0.5 * (math.atan(4.0 * u) - d1 * np.arctan(u * inv_m)
                        - d_shared * math.atan(u / n))
         log_rho = 0.25 * (math.log1p(16.0 * u * u) + d1 * np.log1p((u * inv_m) ** 2)
@@ -310,7 +311,7 @@ def _multi_tv_mixed_over_counts(m: np.ndarray, weights: np.ndarray, d: int, d1: 
         value, _ = integrate.quad(lambda t: integrand(math.exp(t)) * math.exp(t), lo, hi,
                                   epsabs=1e-13, epsrel=1e-11, limit=400)
         total += value
-    return float(np.sum(weights)) * 0.5 - total / math.pi
+    return 0.5 * mass - total / math.pi
 
 
 def exact_expected_tv_per_source(K: int, d: int, d1: int, n: int, estimator: str,
