@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multisource.bounds import (
+from multisource.complexity import (
     COMPLEXITY_TERMS,
     MAX_COMPLEXITY_SPREAD,
     check_complexity_term,
