@@ -144,7 +144,7 @@ BOOK = Edm2MiniatureConfig(
     domain="pool", resolution=8, centre=FASHION_CENTRE, k_values=(1, 3, 5, 10), k_centre=3,
     n_values=(30, 100, 300), n_centre=100, groups=POOL_GROUPS, seeds=(0, 1, 2, 3, 4),
     singles="centre", batch_size=32, lr_ref=0.02, ema_std=0.10, equal_steps=1024,
-    eval_grid=(256, 512, 768, 1024, 1536, 2048), max_steps=2048, plateau_tol=0.10,
+    eval_grid=(256, 512, 768, 1024, 1536, 2048), max_steps=2048, plateau_tol=0.05,
     num_steps=18, samples_per_class=100)
 
 PROFILES = {
