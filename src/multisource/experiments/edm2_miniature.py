@@ -20,8 +20,10 @@ design is ours:
   stopped at t would give. Three arms read off the same runs: (a) `paper` - the authors'
   preset budgets per (K, n), scaled so that a one-class model at the centre n gets
   `equal_steps`; (b) `equal` - `equal_steps` for every model; (c) `plateau` - each model until
-  a stopping rule that sees only held-out TRAINING images says that doubling the training no
-  longer improves them (see `plateau_stop`);
+  a stopping rule that sees only the validation images (held out of the training split) says
+  that training `plateau_factor` times longer improved them by less than `plateau_tol`, or
+  until `max_steps` (flagged as not at a plateau); the arm takes the best validation snapshot
+  up to the stop (see `plateau_stop`);
 * metric: per-class FCD (Frechet distance in the features of an in-repo classifier of the
   pool), KID, class-consistency accuracy, against the class's held-out images; memorisation
   as nearest-neighbour distances of samples to the training images vs fresh images.
@@ -296,7 +298,7 @@ def decode_grid(hex_string: str, resolution: int) -> np.ndarray:
 
 @dataclass
 class _Data:
-    """What a model task needs of its domain (views, no copies of the big arrays)."""
+    """What a model task needs of its domain: the split, the classifier, the validation set."""
 
     domain: Any
     classifier: Any
