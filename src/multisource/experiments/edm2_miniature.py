@@ -22,8 +22,8 @@ design is ours:
   `equal_steps`; (b) `equal` - `equal_steps` for every model; (c) `plateau` - each model until
   a stopping rule that sees only the validation images (held out of the training split) says
   that training `plateau_factor` times longer improved them by less than `plateau_tol`, or
-  until `max_steps` (flagged as not at a plateau); the arm takes the best validation snapshot
-  up to the stop (see `plateau_stop`);
+  until `max_steps` (flagged as not at a plateau); the arm takes the run's best validation
+  snapshot (see `plateau_stop`);
 * metric: per-class FCD (Frechet distance in the features of an in-repo classifier of the
   pool), KID, class-consistency accuracy, against the class's held-out images; memorisation
   as nearest-neighbour distances of samples to the training images vs fresh images.
@@ -110,6 +110,7 @@ class Edm2MiniatureConfig:
     max_steps: int = 4096
     plateau_tol: float = 0.05
     plateau_factor: float = 1.5
+    plateau_patience: int = 2
     # evaluation
     num_steps: int = 12                 # Heun steps (2 * num_steps - 1 network evaluations)
     samples_per_class: int = 150
@@ -230,19 +231,24 @@ def arm_steps(config: Edm2MiniatureConfig, k: int, n: int) -> dict[str, int]:
     return {"paper": paper_steps(config, k, n), "equal": config.equal_steps}
 
 
-def plateau_stop(steps: list[int], values: list[float], tol: float, factor: float = 2.0
-                 ) -> int | None:
+def plateau_stop(steps: list[int], values: list[float], tol: float, factor: float = 2.0,
+                 patience: int = 1) -> int | None:
     """First evaluated step t at which more training stopped helping, or None.
 
-    At t (with at least one evaluation at or below t/factor): plateau when the best value over
-    (t/factor, t] is not below (1 - tol) x the best value up to t/factor, i.e. training
-    `factor` times longer improved the value by less than `tol`. Uses only values up to t.
+    The condition at t (with at least one evaluation at or below t/factor): the best value over
+    (t/factor, t] is not below (1 - tol) x the best value up to t/factor, i.e. training `factor`
+    times longer improved the value by less than `tol`. The rule fires at the first t where the
+    condition has held at `patience` consecutive evaluations (so one noisy evaluation cannot
+    stop a run). Uses only values up to t.
     """
+    streak = 0
     for i, t in enumerate(steps):
         seen = list(zip(steps[:i + 1], values[:i + 1], strict=True))
         early = [v for s, v in seen if s <= t / factor]
         late = [v for s, v in seen if s > t / factor]
-        if early and late and min(late) >= (1 - tol) * min(early):
+        holds = bool(early and late and min(late) >= (1 - tol) * min(early))
+        streak = streak + 1 if holds else 0
+        if streak >= max(patience, 1):
             return t
     return None
 
@@ -433,12 +439,13 @@ def _run_model(config: Edm2MiniatureConfig, task: dict[str, Any], device: torch.
         eval_seconds += time.perf_counter() - started
         if stop is None:
             stop = plateau_stop(evaluated, val_curve, config.plateau_tol,
-                                config.plateau_factor)
+                                config.plateau_factor, config.plateau_patience)
         if stop is not None and step >= must_reach:
             break
-    # Arm (c): the best validation snapshot up to the stopping step (or the last one).
+    # Arm (c): the best validation snapshot of the run (it ends at the stopping step, or later
+    # when a fixed arm needs more steps, or at max_steps).
     horizon = stop if stop is not None else evaluated[-1]
-    chosen = min((v, s) for s, v in zip(evaluated, val_curve, strict=True) if s <= horizon)[1]
+    chosen = min((v, s) for s, v in zip(evaluated, val_curve, strict=True))[1]
     chosen_steps = {**fixed, "plateau": chosen}
     fresh_sets: dict[int, np.ndarray] = {}
     for row in rows:
