@@ -447,7 +447,7 @@ def _run_model(config: Edm2MiniatureConfig, task: dict[str, Any], device: torch.
     horizon = stop if stop is not None else evaluated[-1]
     chosen = min((v, s) for s, v in zip(evaluated, val_curve, strict=True))[1]
     chosen_steps = {**fixed, "plateau": chosen}
-    fresh_sets: dict[int, np.ndarray] = {}
+    memorisation_sets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for row in rows:
         for arm, s in chosen_steps.items():
             row[f"arm_{arm}"] = row["step"] == s
@@ -455,20 +455,35 @@ def _run_model(config: Edm2MiniatureConfig, task: dict[str, Any], device: torch.
                    eval_s=round(eval_seconds, 2))
         if row["step"] in (chosen_steps["equal"], chosen_steps["plateau"]):
             c = row["class"]
-            if c not in fresh_sets:
-                # n images of the class that this model never saw (nor the stopping rule)
-                own = class_indices(d.train_labels, c, n, seed, exclude=data.validation)
-                fresh_sets[c] = d.train_images[class_indices(
-                    d.train_labels, c, n, 20_000 + seed,
-                    exclude=np.concatenate([data.validation, own]))]
+            if c not in memorisation_sets:
+                memorisation_sets[c] = _memorisation_sets(d, data, c, n, seed)
             generated = samples_at[row["step"]][c]
-            row.update(memorisation_scores(generated, x[y == classes.index(c)], fresh_sets[c]))
+            row.update(memorisation_scores(generated, *memorisation_sets[c]))
             row["grid_hex"] = encode_grid(generated[:config.grid_per_class])
     cpu_s = round(time.process_time() - cpu_started, 2)   # this segment of the task
     for row in rows:
         row["task_cpu_s"] = cpu_s
     shutil.rmtree(out_dir, ignore_errors=True)   # the rows hold everything the chapter needs
     return rows
+
+
+def _memorisation_sets(d: Any, data: _Data, c: int, n: int, seed: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(training images, fresh images) of class c, of equal size m = min(n, what is left).
+
+    The model of `seed` trained on n images of c; the fresh images are other images of c's
+    training split that neither the model nor the stopping rule saw. When fewer than n are
+    left (MNIST-5k has 150 per class after the validation split), both sets are cut to m, so
+    that without memorisation a sample is nearer to either set with probability 1/2.
+    """
+    own = class_indices(d.train_labels, c, n, seed, exclude=data.validation)
+    left = np.setdiff1d(np.flatnonzero(d.train_labels == c), np.concatenate([data.validation,
+                                                                             own]))
+    m = min(n, len(left))
+    fresh = class_indices(d.train_labels, c, m, 20_000 + seed,
+                          exclude=np.concatenate([data.validation, own]))
+    kept = np.random.default_rng([30_000 + seed, c]).permutation(own)[:m]
+    return d.train_images[np.sort(kept)], d.train_images[fresh]
 
 
 def run_task(config: Edm2MiniatureConfig, task: dict[str, Any], device: torch.device
