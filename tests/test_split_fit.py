@@ -75,3 +75,14 @@ def test_unit_box_validates_its_bounds():
     with pytest.raises(InputError, match="hidden"):
         sf.UnitBox(hidden=0.0, output=1.0)
     assert sf.UnitBox(1.0, 2.0).bound("Ap") == 2.0 and sf.UnitBox(1.0, 2.0).bound("bs") == 1.0
+
+
+def test_screening_continues_the_selected_start_to_the_full_budget():
+    spec, _, counts = _data(K=3, n=300)
+    problem = ar.neural_ar_problem(spec.single(), counts)
+    starts = sf.gaussian_in_box(ar.neural_ar_shapes(spec.single(), 3), ar.AR_BOX, 1.0,
+                                torch.Generator().manual_seed(2))
+    screened = sf.fit_split_network(problem, starts, None, 200, screen=20)
+    quick = sf.fit_split_network(problem, starts, None, 20)
+    assert screened.train_nll <= quick.train_nll + 1e-12      # continuing never loses
+    np.testing.assert_allclose(screened.restart_nll, quick.restart_nll)

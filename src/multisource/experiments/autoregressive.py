@@ -117,7 +117,8 @@ def _fit(spec: ar.NeuralARSpec, counts: np.ndarray, config: NeuralConfig,
          generator: torch.Generator | None, start: dict[str, torch.Tensor] | None
          ) -> ar.NeuralFit:
     return ar.fit_neural_ar(spec, counts, restarts=config.restarts, steps=config.steps,
-                            init_scale=config.init_scale, generator=generator, start=start)
+                            screen=config.screen, init_scale=config.init_scale,
+                            generator=generator, start=start)
 
 
 def _source_log_probs(spec: ar.NeuralARSpec):
@@ -148,7 +149,7 @@ def run_neural_task(config: NeuralConfig, task: dict[str, Any],
 NEURAL_PROFILES = {
     "smoke": NeuralConfig(L=5, K_values=(3,), n_values=(300,), beta_values=(0.5,), K_default=3,
                           n_default=300, restarts=2, steps=60, seeds=1),
-    "book": NeuralConfig(K_values=(3, 5, 10), n_default=5000, n_values=(1000, 5000, 20000),
+    "book": NeuralConfig(K_values=(3, 5, 10, 15), n_default=5000, n_values=(1000, 5000, 20000),
                          beta_values=(0.25, 0.5, 0.75, 1.0), seeds=20),
     "paper": NeuralConfig(n_default=5000, n_values=(*FIGURE1_N, 20000), seeds=50),
 }

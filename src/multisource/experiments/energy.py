@@ -151,8 +151,8 @@ def _spin_fit(spec: en.MLPEnergySpec, counts: np.ndarray, config: MLPConfig,
               generator: torch.Generator | None, start: dict[str, torch.Tensor] | None
               ) -> en.EnergyFit:
     return en.fit_discrete_mlp(spec, counts, en.spin_states(spec.d), restarts=config.restarts,
-                               steps=config.steps, init_scale=config.init_scale,
-                               generator=generator, start=start)
+                               steps=config.steps, screen=config.screen,
+                               init_scale=config.init_scale, generator=generator, start=start)
 
 
 def _spin_source_log_probs(spec: en.MLPEnergySpec):
@@ -183,7 +183,7 @@ def run_mlp_task(config: MLPConfig, task: dict[str, Any],
 MLP_PROFILES = {
     "smoke": MLPConfig(d=6, K_values=(3,), n_values=(300,), beta_values=(0.5,), K_default=3,
                        n_default=300, restarts=2, steps=60, seeds=1),
-    "book": MLPConfig(K_values=(3, 5, 10), n_default=5000, n_values=(1000, 5000, 20000),
+    "book": MLPConfig(K_values=(3, 5, 10, 15), n_default=5000, n_values=(1000, 5000, 20000),
                       beta_values=(0.25, 0.5, 0.75, 1.0), seeds=20),
     "paper": MLPConfig(n_default=5000, n_values=(*FIGURE1_N, 20000), seeds=50),
 }

@@ -99,12 +99,13 @@ def estimator_classes(spec: Any) -> list[tuple[str, Any]]:
 @dataclass(frozen=True)
 class NetworkSweep(SweepGrid):
     """A sweep of a network family: hidden units per source network, the fit's budget (random
-    starts per source network, L-BFGS-B iterations per run, sd of the starts) and the
-    certificate's settings."""
+    starts per source network, each screened for `screen` L-BFGS-B iterations, the selected one
+    continued to `steps`; sd of the starts) and the certificate's settings."""
 
     units: int = 4
     restarts: int = 5
     steps: int = 1000
+    screen: int = 200
     init_scale: float = 0.5
     teacher_fraction: float = 0.5
     wilks_alpha: float = 0.001

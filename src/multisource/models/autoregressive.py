@@ -487,14 +487,15 @@ class NeuralFit:
 
 
 def fit_neural_ar(spec: NeuralARSpec, counts: np.ndarray, *, restarts: int = 3,
-                  steps: int = 300, init_scale: float = 0.5,
+                  steps: int = 300, screen: int | None = None, init_scale: float = 0.5,
                   generator: torch.Generator | None = None, box: UnitBox = AR_BOX,
                   start: dict[str, torch.Tensor] | None = None) -> NeuralFit:
     """Maximum likelihood over the box on the exact NLL (L-BFGS-B, at most `steps` iterations per
     run), with the restart budget of `multisource.models.split_fit`: R random starts (Gaussian,
-    sd init_scale, clipped to the box), best per source when the sources share nothing; with
-    shared units, R further starts of every source's own units. `start` (e.g. the teacher)
-    replaces the random starts by one run from that point: a check on the optimiser.
+    sd init_scale, clipped to the box) screened for `screen` iterations, best per source when
+    the sources share nothing; with shared units, R further starts of every source's own units.
+    `start` (e.g. the teacher) replaces the random starts by one run from that point: a check on
+    the optimiser.
     """
     restarts = check_int("restarts", restarts, minimum=1)
     problem = neural_ar_problem(spec, counts, box)
@@ -505,7 +506,7 @@ def fit_neural_ar(spec: NeuralARSpec, counts: np.ndarray, *, restarts: int = 3,
             raise InputError("generator is required for random starts (or give start=)")
         starts = gaussian_in_box(neural_ar_shapes(spec, restarts), box, init_scale, generator)
         extra = gaussian_in_box(neural_ar_shapes(spec, restarts), box, init_scale, generator)
-        fit = fit_split_network(problem, starts, extra, steps)
+        fit = fit_split_network(problem, starts, extra, steps, screen)
     return NeuralFit(fit.params, fit.train_nll, fit.restart_nll, fit.projected_gradient,
                      fit.at_bound)
 

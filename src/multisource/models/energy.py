@@ -342,7 +342,7 @@ def _energy_fit(fit: SplitFit) -> EnergyFit:
 
 
 def _fit(problem: Problem, shapes: dict[str, tuple[int, ...]], *, restarts: int, steps: int,
-         init_scale: float, generator: torch.Generator | None,
+         screen: int | None, init_scale: float, generator: torch.Generator | None,
          start: dict[str, torch.Tensor] | None) -> EnergyFit:
     """Random-restart MLE (`split_fit.fit_split_network`), or one run from `start`."""
     steps = check_int("steps", steps, minimum=0)
@@ -354,7 +354,7 @@ def _fit(problem: Problem, shapes: dict[str, tuple[int, ...]], *, restarts: int,
     box = problem.box or UnitBox(1e3, 1e3)
     first = gaussian_in_box(shapes, box, init_scale, generator)
     second = gaussian_in_box(shapes, box, init_scale, generator)
-    return _energy_fit(fit_split_network(problem, first, second, steps))
+    return _energy_fit(fit_split_network(problem, first, second, steps, screen))
 
 
 def discrete_log_probs(params: dict[str, torch.Tensor], states: torch.Tensor) -> torch.Tensor:
@@ -402,14 +402,15 @@ def _fast_discrete_nll(states: np.ndarray, counts: np.ndarray):
 
 
 def fit_discrete_mlp(spec: MLPEnergySpec, counts: np.ndarray, states: np.ndarray, *,
-                     restarts: int = 3, steps: int = 300, init_scale: float = 0.5,
+                     restarts: int = 3, steps: int = 300, screen: int | None = None,
+                     init_scale: float = 0.5,
                      generator: torch.Generator | None = None, box: UnitBox = SPIN_BOX,
                      start: dict[str, torch.Tensor] | None = None) -> EnergyFit:
     """MLE of the MLP energy over the box from counts (K, n_states); exact log Z. Restarts as in
     `multisource.models.split_fit`; `start` gives one run from that point instead."""
     return _fit(discrete_mlp_problem(spec, counts, states, box), mlp_shapes(spec, restarts),
-                restarts=restarts, steps=steps, init_scale=init_scale, generator=generator,
-                start=start)
+                restarts=restarts, steps=steps, screen=screen, init_scale=init_scale,
+                generator=generator, start=start)
 
 
 def discrete_nll(params: dict[str, torch.Tensor], states: np.ndarray, counts: np.ndarray
@@ -559,15 +560,16 @@ def box_problem(spec: MLPEnergySpec, x: np.ndarray, y: np.ndarray, quad: Quadrat
 
 
 def fit_box_ebm(spec: MLPEnergySpec, x: np.ndarray, y: np.ndarray, quad: Quadrature, *,
-                restarts: int = 3, steps: int = 300, init_scale: float = 0.5,
+                restarts: int = 3, steps: int = 300, screen: int | None = None,
+                init_scale: float = 0.5,
                 generator: torch.Generator | None = None,
                 bounds: tuple[float, float] = BOX_BOUNDS,
                 start: dict[str, torch.Tensor] | None = None) -> EnergyFit:
     """MLE of a box EBM from samples, Z_k by the quadrature `quad`, over the bounded class of
     `bounded_params` (raw parameters are optimised). Restarts as in `split_fit`."""
     return _fit(box_problem(spec, x, y, quad, bounds=bounds), mlp_shapes(spec, restarts),
-                restarts=restarts, steps=steps, init_scale=init_scale, generator=generator,
-                start=start)
+                restarts=restarts, steps=steps, screen=screen, init_scale=init_scale,
+                generator=generator, start=start)
 
 
 def box_nll(params: dict[str, torch.Tensor], x: np.ndarray, y: np.ndarray, quad: Quadrature, *,

@@ -16,7 +16,10 @@ Restart budget (the same for both estimators, per source network):
   start kept separately for every source;
 - with shared units (the multi-source class): R random starts of the whole network, the best
   kept; then, with its shared units fixed, R random starts of every source's own units, the best
-  kept per source; then one joint run from the combination.
+  kept per source; then one joint run from the combination, kept if it is better.
+
+Every random start is screened with a short run; only the selected one continues to the full
+number of iterations (the selection compares basins, the continuation converges within one).
 """
 
 from __future__ import annotations
@@ -200,32 +203,36 @@ def _combine_per_source(runs: list[RunResult]) -> tuple[dict[str, torch.Tensor],
 
 
 def fit_split_network(problem: Problem, starts: dict[str, torch.Tensor],
-                      specific_starts: dict[str, torch.Tensor] | None, steps: int
-                      ) -> SplitFit:
+                      specific_starts: dict[str, torch.Tensor] | None, steps: int,
+                      screen: int | None = None) -> SplitFit:
     """Maximum likelihood with the restart budget of the module docstring.
 
     starts: R random starts of every tensor (restart axis R). specific_starts: R further starts
-    of the per-source tensors, for the second stage when the class has shared units. Every run
-    gets at most `steps` L-BFGS-B iterations.
+    of the per-source tensors, for the second stage when the class has shared units. Every
+    random start runs `screen` L-BFGS-B iterations (default: `steps`); the selected start (per
+    source when the sources share nothing) continues to `steps` iterations in all.
     """
+    screen = steps if screen is None else min(check_int("screen", screen, minimum=1), steps)
+    rest = steps - screen
     R = next(iter(starts.values())).shape[0]
     has_shared = any(v.numel() for k, v in starts.items() if is_shared(k))
     has_specific = any(v.numel() for k, v in starts.items() if not is_shared(k))
-    runs = [optimise(problem, take(starts, r), steps) for r in range(R)]
+    runs = [optimise(problem, take(starts, r), screen) for r in range(R)]
     restart_nll = np.array([r.per_source.sum() / problem.n for r in runs])
     if not has_shared:
         params, _ = _combine_per_source(runs)
-        return _as_fit(optimise(problem, params, 0), restart_nll, problem.n)
+        return _as_fit(optimise(problem, params, rest), restart_nll, problem.n)
     best = runs[int(restart_nll.argmin())]
+    best = optimise(problem, best.params, rest) if rest else best
     if has_specific and specific_starts is not None:
         specific = tuple(k for k in starts if not is_shared(k))
         second = [best] + [
             optimise(problem, {**best.params, **{k: v for k, v in take(specific_starts, r).items()
                                                   if k in specific}},
-                     steps, free=specific)
+                     screen, free=specific)
             for r in range(next(iter(specific_starts.values())).shape[0])]
         combined, _ = _combine_per_source(second)
-        polished = optimise(problem, combined, steps)
+        polished = optimise(problem, combined, max(rest, 1))
         if polished.per_source.sum() < best.per_source.sum():
             best = polished
     return _as_fit(best, restart_nll, problem.n)
