@@ -39,3 +39,15 @@ def test_summarise_pairs_seeds_and_reports_predictions():
     assert row.ratio == pytest.approx(0.45 / 0.7)
     assert row.fisher == pytest.approx(0.5) and row.fisher_dev == pytest.approx(row.ratio - 0.5)
     assert row.theory_dev == pytest.approx(row.ratio - 0.8)
+
+
+def test_best_known_takes_the_more_likely_fit_of_each_pair():
+    frame = pd.DataFrame({"tv_multi": [0.1, 0.2], "gap_multi": [-0.02, -0.01],
+                          "teacher_start_tv_multi": [0.3, 0.4],
+                          "teacher_start_gap_multi": [-0.01, -0.03],
+                          "tv_single": [0.5, 0.6], "gap_single": [-0.02, -0.02],
+                          "teacher_start_tv_single": [0.7, 0.8],
+                          "teacher_start_gap_single": [-0.02, -0.02]})
+    best = ss.best_known(frame)
+    assert best.tv_multi.tolist() == [0.1, 0.4] and best.gap_multi.tolist() == [-0.02, -0.03]
+    assert best.tv_single.tolist() == [0.5, 0.6]             # ties keep the estimator's fit
