@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,5 +63,7 @@ class StandinInception(torch.nn.Module):
 
 def save_standin_inception(path: Path) -> Path:
     """The stand-in as a TorchScript file, loaded by the same code as real Inception weights."""
-    torch.jit.script(StandinInception()).save(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # the file format users have
+        torch.jit.script(StandinInception()).save(str(path))
     return path

@@ -141,9 +141,9 @@ def read_npz(path: str | Path, keys: tuple[str, ...], *, what: str) -> dict[str,
     """The arrays `keys` of an `.npz` file; a one-line InputError when it is not a valid one."""
     import zipfile
 
+    if not str(path).strip() or not Path(path).is_file():
+        raise InputError(f"{str(path)!r} must be an existing file: {what}")
     path = Path(path)
-    if not str(path).strip() or not path.is_file():
-        raise InputError(f"{path} must be an existing file: {what}")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in keys if k not in data.files]
@@ -467,8 +467,11 @@ def train_subset(data: str | Path, out_dir: str | Path, *, preset: str = "smoke"
 
 def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     """The run folder's `subset.json` (one-line errors for a missing or damaged one)."""
+    if not str(run_dir).strip():
+        raise InputError("run must be a non-empty path to a folder written by `multisource "
+                         "imagenet train`, got ''")
     run_dir = Path(run_dir)
-    if not str(run_dir).strip() or not run_dir.is_dir():
+    if not run_dir.is_dir():
         raise InputError(f"run must be an existing run folder written by `multisource imagenet "
                          f"train`, got {str(run_dir)!r}")
     path = run_dir / RUN_INFO

@@ -263,10 +263,12 @@ class LatentData:
 
 def is_latent_file(path: str | os.PathLike) -> bool:
     """True for a file written by `encode_subset` (it holds `latent_mean`)."""
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as data:
             return "latent_mean" in data.files
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return False
 
 

@@ -146,14 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _checked_overrides(args: argparse.Namespace) -> dict[str, object]:
-    checks = {"total_steps": ("--steps", args.steps, 1), "batch_size": ("--batch", args.batch, 1),
-              "seed": ("--seed", args.seed, 0),
-              "batch_per_device": ("--batch-per-device", args.batch_per_device, 1),
-              "checkpoint_every": ("--checkpoint-every", args.checkpoint_every, 1)}
+    checks = {"total_steps": ("--steps", args.steps, 1, 100_000_000),
+              "batch_size": ("--batch", args.batch, 1, 1_000_000),
+              "seed": ("--seed", args.seed, 0, 2 ** 62),
+              "batch_per_device": ("--batch-per-device", args.batch_per_device, 1, 1_000_000),
+              "checkpoint_every": ("--checkpoint-every", args.checkpoint_every, 1, 100_000_000)}
     overrides: dict[str, object] = {}
-    for field, (name, value, minimum) in checks.items():
+    for field, (name, value, minimum, maximum) in checks.items():
         if value is not None:
-            overrides[field] = check_int(name, value, minimum=minimum, maximum=2 ** 62)
+            overrides[field] = check_int(name, value, minimum=minimum, maximum=maximum)
     if args.precision is not None:
         overrides["precision"] = args.precision
     return overrides
