@@ -218,6 +218,31 @@ def sd_vae_costs(device: torch.device, batch: int = 1, repeats: int = 1) -> dict
     return out
 
 
+def prepare_cost(n: int = 16, size: tuple[int, int] = (500, 375)) -> dict[str, Any]:
+    """Seconds per image of `imagenet prepare`'s read + LANCZOS resize to 256, on JPEGs of
+    random noise at `size` (noise decodes no faster than photographs of the same size)."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from multisource.images.imagenet import _load_image
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for i in range(n):
+            path = Path(folder) / f"{i}.JPEG"
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(path, quality=90)
+            paths.append(path)
+        t0 = time.perf_counter()
+        for path in paths:
+            _load_image(path, 256, "resize")
+        seconds = (time.perf_counter() - t0) / n
+    return {"jpeg_size": list(size), "images": n, "s_per_image": round(seconds, 5)}
+
+
 def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 3
                   ) -> float:
     """Measured dense matmul rate (TFLOP/s) at `size` x `size`, in this process."""
@@ -296,6 +321,10 @@ def to_markdown(report: dict[str, Any]) -> str:
                   f"{v['encode_s_per_image']} s/image; decode 32x32x4: "
                   f"{v['decode_flops_per_image'] / 1e9:.1f} GFLOP/image, "
                   f"{v['decode_s_per_image']} s/image (batch {v['batch']})."]
+    if report.get("prepare"):
+        pr = report["prepare"]
+        lines += ["", f"Prepare (read a {pr['jpeg_size'][0]}x{pr['jpeg_size'][1]} JPEG, LANCZOS "
+                      f"resize to 256): {pr['s_per_image']} s/image on the CPU."]
     lines += ["", f"EDM2 anchor: {report['anchor']}", "", f"Command: `{meta['command']}`", ""]
     return "\n".join(lines)
 
@@ -389,6 +418,8 @@ def main() -> None:
     vae = None if args.no_vae else sd_vae_costs(device)
     if vae:
         print(json.dumps(vae), flush=True)
+    prepare = prepare_cost()
+    print(json.dumps(prepare), flush=True)
     meta = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "git_commit": git_commit(), "load_average": load, "torch": torch.__version__,
             "device": describe_device(device), "threads": torch.get_num_threads(),
@@ -397,6 +428,7 @@ def main() -> None:
             "environment": environment_record(),
             "command": _command_line(args)}
     report = {"meta": meta, "training": rows, "sampling": sampling, "sd_vae": vae,
+              "prepare": prepare,
               "notes": notes, "ratios": _ratios(rows),
               "anchor": "EDM2's published XS training throughput per GPU could not be "
                         "obtained (not in its README; the paper's tables were not available "

@@ -35,4 +35,4 @@ def test_work_scales_the_benchmark_rates() -> None:
     assert work["sample"]["flops"] == counts.sampled_images * HEUN_EVALS * 5
     assert work["decode"]["seconds"] == counts.sampled_images * 0.25
     table = cost_table(bench, assumed_tflops=(1.0,))
-    assert "| **total** |" in table and "assumed" in table
+    assert "| **total, encode to decode** |" in table and "assumed" in table

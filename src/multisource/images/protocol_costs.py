@@ -55,6 +55,12 @@ def sweep_counts(levels: tuple[str, ...] = ("sim1", "sim3")) -> SweepCounts:
                        reference_images=len(classes) * REFERENCE_IMAGES_PER_CLASS)
 
 
+def prepared_images(counts: SweepCounts) -> int:
+    """Images read and resized by `imagenet prepare`: the largest training subset of each class
+    (the smaller one is nested in it) and every reference image."""
+    return counts.encoded_images + counts.reference_images
+
+
 def sweep_work(counts: SweepCounts, benchmark: dict[str, Any]) -> dict[str, dict[str, float]]:
     """FLOPs and measured-device seconds of each stage, from a benchmark report."""
     train = next(r for r in benchmark["training"]
@@ -101,6 +107,11 @@ def cost_table(benchmark: dict[str, Any], assumed_tflops: tuple[float, ...] = (1
     head = " | ".join(f"at {r:g} TFLOP/s (assumed)" for r in assumed_tflops)
     lines = [f"| stage | images | PFLOP | {device}, measured rate | {head} |",
              "|---|---|---|---|" + "---|" * len(assumed_tflops)]
+    if benchmark.get("prepare"):
+        n = prepared_images(counts)
+        cpu_only = " | ".join("(CPU work)" for _ in assumed_tflops)
+        lines.append(f"| prepare | {n:,} | - | "
+                     f"{_duration(n * benchmark['prepare']['s_per_image'])} | {cpu_only} |")
     images = {"encode": counts.encoded_images, "train": counts.training_images,
               "sample": counts.sampled_images, "decode": counts.sampled_images}
     total_flops = total_s = 0.0
@@ -111,7 +122,8 @@ def cost_table(benchmark: dict[str, Any], assumed_tflops: tuple[float, ...] = (1
         lines.append(f"| {stage} | {images[stage]:,} | {w['flops'] / 1e15:,.1f} | "
                      f"{_duration(w['seconds'])} | {gpu} |")
     gpu = " | ".join(_duration(total_flops / (r * 1e12)) for r in assumed_tflops)
-    lines.append(f"| **total** | | {total_flops / 1e15:,.1f} | {_duration(total_s)} | {gpu} |")
+    lines.append(f"| **total, encode to decode** | | {total_flops / 1e15:,.1f} | "
+                 f"{_duration(total_s)} | {gpu} |")
     hours = ", ".join(f"{total_flops / (r * 1e12) / 3600:,.0f} GPU-hours at {r:g} TFLOP/s"
                       for r in assumed_tflops)
     lines += ["", f"In GPU-hours: {hours} (assumed sustained rates, not measurements). "
