@@ -388,7 +388,12 @@ def main() -> None:
     parser.add_argument("--costs-out", type=Path, default=COSTS,
                         help="where the full-sweep cost table goes (needs the paper config "
                              "and the SD-VAE costs)")
+    parser.add_argument("--costs-from", type=Path, default=None,
+                        help="only rewrite the cost tables from this stored report")
     args = parser.parse_args()
+    if args.costs_from is not None:
+        write_costs(args.costs_from, args.costs_out)
+        return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -439,12 +444,17 @@ def main() -> None:
     print(f"wrote {args.out / stem}.json and .md")
     if vae and any(r["config"] == "paper" and r["precision"] == "fp32" and
                    r["variant"] == "plain" for r in rows):
-        from multisource.images.protocol_costs import cost_table
+        write_costs(args.out / f"{stem}.json", args.costs_out)
 
-        atomic_write_text(args.costs_out, f"<!-- generated from {args.out.name}/{stem}.json "
-                                          f"by benchmarks/diffusion_throughput.py -->\n\n"
-                                          + cost_table(report))
-        print(f"wrote {args.costs_out}")
+
+def write_costs(report_path: Path, out: Path) -> None:
+    """Write the book's cost tables from a stored report (no new measurement)."""
+    from multisource.images.protocol_costs import costs_markdown
+
+    report = json.loads(report_path.read_text())
+    source = f"benchmarks/results/{report_path.name}"
+    atomic_write_text(out, costs_markdown(report, source))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -36,3 +36,18 @@ def test_work_scales_the_benchmark_rates() -> None:
     assert work["decode"]["seconds"] == counts.sampled_images * 0.25
     table = cost_table(bench, assumed_tflops=(1.0,))
     assert "| **total, encode to decode** |" in table and "assumed" in table
+
+
+def test_book_cost_tables_match_the_stored_benchmark() -> None:
+    """book/_generated/imagenet_costs.md is what the committed benchmark report gives."""
+    import json
+
+    from multisource.images.protocol_costs import costs_markdown
+    from multisource.paths import REPO_ROOT
+
+    report = REPO_ROOT / "benchmarks" / "results" / "diffusion_throughput.json"
+    page = REPO_ROOT / "book" / "_generated" / "imagenet_costs.md"
+    expected = costs_markdown(json.loads(report.read_text()),
+                              "benchmarks/results/diffusion_throughput.json")
+    assert page.read_text() == expected, "rerun: python benchmarks/diffusion_throughput.py " \
+        "--costs-from benchmarks/results/diffusion_throughput.json"

@@ -133,3 +133,37 @@ def cost_table(benchmark: dict[str, Any], assumed_tflops: tuple[float, ...] = (1
                   f"denoiser evaluations each; {counts.reference_images:,} reference images "
                   f"for FID (Inception cost not measured)."]
     return "\n".join(lines) + "\n"
+
+
+def preset_table(benchmark: dict[str, Any], assumed_tflops: tuple[float, ...] = (100.0, 300.0)
+                 ) -> str:
+    """Markdown: each of the authors' presets as one training run, its FLOPs, and its time on
+    the benchmark's device (measured rate) and on a GPU at each assumed sustained rate; plus
+    sampling 5,000 images of one class (63 evaluations each) and decoding them."""
+    work = sweep_work(SweepCounts(0, 0, 1, 1, 0, 0), benchmark)   # per-image costs
+    device = benchmark["meta"]["device"]
+    head = " | ".join(f"at {r:g} TFLOP/s (assumed)" for r in assumed_tflops)
+    lines = [f"| run | images | PFLOP | {device}, measured rate | {head} |",
+             "|---|---|---|---|" + "---|" * len(assumed_tflops)]
+    rows = [(name, images, images * work["train"]["flops"], images * work["train"]["seconds"])
+            for name, (images, _, _, _) in PRESETS.items()]
+    per_class = SAMPLING["samples_per_class"]
+    flops = per_class * (work["sample"]["flops"] + work["decode"]["flops"])
+    seconds = per_class * (work["sample"]["seconds"] + work["decode"]["seconds"])
+    rows.append((f"sample + decode {per_class:,} images of one class", per_class, flops,
+                 seconds))
+    for name, images, f, sec in rows:
+        gpu = " | ".join(_duration(f / (r * 1e12)) for r in assumed_tflops)
+        lines.append(f"| {name} | {images:,} | {f / 1e15:,.1f} | {_duration(sec)} | {gpu} |")
+    return "\n".join(lines) + "\n"
+
+
+def costs_markdown(benchmark: dict[str, Any], source: str) -> str:
+    """The page fragment `book/_generated/imagenet_costs.md`: one run per preset, then the
+    whole sweep, both from the benchmark report at `source`."""
+    meta = benchmark["meta"]
+    return (f"<!-- generated from {source} by benchmarks/diffusion_throughput.py; do not edit "
+            f"-->\n\nMeasured on **{meta['device']}** ({meta['threads']} torch threads) at "
+            f"commit `{meta['git_commit'][:12]}`; GPU columns are FLOPs divided by an assumed "
+            f"sustained bf16 rate.\n\n**One run of each kind**\n\n" + preset_table(benchmark)
+            + "\n**The full 2 x 2 x 2 sweep**\n\n" + cost_table(benchmark))
