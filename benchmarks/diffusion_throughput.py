@@ -107,84 +107,120 @@ def training_flops(model_config: Any, train_config: Any, device: torch.device) -
     return int(counter.get_total_flops())
 
 
-def measure_training(name: str, model_config: Any, train_config: Any, device: torch.device,
-                     precision: str, variant: str, steps: int, warmup: int) -> dict[str, Any]:
-    """Time `steps` training steps (after `warmup`) of one configuration."""
-    images, labels = _data(model_config, device)
-    channels_last = variant == "channels_last"
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    model = build_model(model_config).to(device).train()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    net = torch.compile(model) if variant == "compile" else model
-    ema = PowerFunctionEMA(model, train_config.ema_stds)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr_ref,
-                                 betas=(train_config.adam_beta1, train_config.adam_beta2))
-    autocast = torch.bfloat16 if precision == "bf16" else None
-    parts: dict[str, list[float]] = {"data": [], "network": [], "ema": []}
-    first_step_s = None
-    for step in range(1, warmup + steps + 1):
+class TrainingRun:
+    """One (precision, layout variant) of a configuration: its own model, optimiser, EMA."""
+
+    def __init__(self, model_config: Any, train_config: Any, device: torch.device,
+                 precision: str, variant: str) -> None:
+        self.model_config, self.train_config, self.device = model_config, train_config, device
+        self.precision, self.variant = precision, variant
+        self.images, self.labels = _data(model_config, device)
+        if variant == "channels_last":
+            self.images = self.images.contiguous(memory_format=torch.channels_last)
+        self.model = build_model(model_config).to(device).train()
+        if variant == "channels_last":
+            self.model.to(memory_format=torch.channels_last)
+        self.net = torch.compile(self.model) if variant == "compile" else self.model
+        self.ema = PowerFunctionEMA(self.model, train_config.ema_stds)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr_ref,
+                                          betas=(train_config.adam_beta1,
+                                                 train_config.adam_beta2))
+        self.autocast = torch.bfloat16 if precision == "bf16" else None
+        self.step_count = 0
+        self.parts: dict[str, list[float]] = {"data": [], "network": [], "ema": []}
+        self.first_step_s = 0.0
+
+    def step(self, timed: bool) -> None:
+        """One training step, split into data, network and EMA time."""
+        self.step_count += 1
+        step, device = self.step_count, self.device
         _sync(device)
         t0 = time.perf_counter()
-        batch = make_batch(images, labels, step, model_config, train_config)
+        batch = make_batch(self.images, self.labels, step, self.model_config, self.train_config)
         _sync(device)
         t1 = time.perf_counter()
-        train_step(net, optimizer, batch, learning_rate(step, train_config),
-                   model_config.sigma_data, None, autocast)
+        train_step(self.net, self.optimizer, batch, learning_rate(step, self.train_config),
+                   self.model_config.sigma_data, None, self.autocast)
         _sync(device)
         t2 = time.perf_counter()
-        ema.update(model, step)
+        self.ema.update(self.model, step)
         _sync(device)
         t3 = time.perf_counter()
         if step == 1:
-            first_step_s = t3 - t0
-        if step > warmup:
-            parts["data"].append(t1 - t0)
-            parts["network"].append(t2 - t1)
-            parts["ema"].append(t3 - t2)
-    b = train_config.batch_size
-    total = sum(sum(v) for v in parts.values())
-    median = {k: statistics.median(v) for k, v in parts.items()}
-    return {"config": name, "precision": precision, "variant": variant,
-            "parameters": count_parameters(model),
-            "shape": [model_config.img_channels, model_config.img_resolution,
-                      model_config.img_resolution],
-            "batch": b, "steps_timed": steps, "warmup": warmup,
-            "first_step_s": round(first_step_s or 0.0, 3),
-            "images_per_s": round(b * steps / total, 2),
-            "median_ms": {k: round(1000 * v, 3) for k, v in median.items()},
-            "median_network_s": median["network"]}
+            self.first_step_s = t3 - t0
+        if timed:
+            self.parts["data"].append(t1 - t0)
+            self.parts["network"].append(t2 - t1)
+            self.parts["ema"].append(t3 - t2)
+
+    def row(self, name: str, warmup: int) -> dict[str, Any]:
+        """The measured row: images/s from the median step, and the median of each part."""
+        totals = [d + n + e for d, n, e in zip(*self.parts.values(), strict=True)]
+        median = {k: statistics.median(v) for k, v in self.parts.items()}
+        b = self.train_config.batch_size
+        mc = self.model_config
+        return {"config": name, "precision": self.precision, "variant": self.variant,
+                "parameters": count_parameters(self.model),
+                "shape": [mc.img_channels, mc.img_resolution, mc.img_resolution],
+                "batch": b, "steps_timed": len(totals), "warmup": warmup,
+                "first_step_s": round(self.first_step_s, 3),
+                "images_per_s": round(b / statistics.median(totals), 2),
+                "images_per_s_mean": round(b * len(totals) / sum(totals), 2),
+                "median_ms": {k: round(1000 * v, 3) for k, v in median.items()},
+                "median_network_s": median["network"]}
+
+
+def measure_training(name: str, model_config: Any, train_config: Any, device: torch.device,
+                     precisions: list[str], variants: list[str], steps: int, warmup: int
+                     ) -> list[dict[str, Any]]:
+    """Time every (precision, variant) of one configuration, their steps interleaved round by
+    round, so that a change in the machine's load falls on all of them alike."""
+    runs = [TrainingRun(model_config, train_config, device, p, v)
+            for p in precisions for v in variants]
+    for _ in range(warmup):
+        for run in runs:
+            run.step(timed=False)
+    for _ in range(steps):
+        for run in runs:
+            run.step(timed=True)
+    return [run.row(name, warmup) for run in runs]
 
 
 def measure_sampling(name: str, model_config: Any, batch: int, device: torch.device,
-                     precision: str, repeats: int) -> dict[str, Any]:
-    """One denoiser evaluation (forward, no gradients) per batch: FLOPs, time, images/s."""
+                     precisions: list[str], repeats: int) -> list[dict[str, Any]]:
+    """One denoiser evaluation (forward, no gradients) per batch: FLOPs, time, images/s;
+    the precisions alternate evaluation by evaluation."""
     model = build_model(model_config).to(device).eval()
     gen = torch.Generator().manual_seed(1)
     x = resident(torch.randn(batch, model_config.img_channels, model_config.img_resolution,
                              model_config.img_resolution, generator=gen) * 10, device)
     labels = resident(torch.arange(batch) % max(model_config.label_dim, 1), device)
+    labels = labels if model_config.label_dim else None
     sigma = torch.full((batch,), 10.0, device=device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(x, sigma, labels if model_config.label_dim else None)
-    times = []
-    with torch.no_grad(), autocast:
+        model(x, sigma, labels)
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+    with torch.no_grad():
         for i in range(repeats + 1):
-            _sync(device)
-            t0 = time.perf_counter()
-            model(x, sigma, labels if model_config.label_dim else None)
-            _sync(device)
-            if i:
-                times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    return {"config": name, "precision": precision, "batch": batch,
-            "flops_per_eval": int(counter.get_total_flops()),
-            "median_ms": round(1000 * median, 3), "images_per_s_per_eval": round(batch / median, 2),
-            "median_s": median}
+            for precision in precisions:
+                autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                            if precision == "bf16" else contextlib.nullcontext())
+                with autocast:
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    model(x, sigma, labels)
+                    _sync(device)
+                if i:
+                    times[precision].append(time.perf_counter() - t0)
+    rows = []
+    for precision, values in times.items():
+        median = statistics.median(values)
+        rows.append({"config": name, "precision": precision, "batch": batch,
+                     "flops_per_eval": int(counter.get_total_flops()),
+                     "median_ms": round(1000 * median, 3),
+                     "images_per_s_per_eval": round(batch / median, 2)})
+    return rows
 
 
 def sd_vae_costs(device: torch.device, batch: int = 1, repeats: int = 1) -> dict[str, Any]:
@@ -288,6 +324,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"fp32 matmul measured at {meta['fp32_matmul_tflops']:.4f} TFLOP/s.",
         "FLOPs are counted with torch's FlopCounterMode (matmul, convolution, attention; "
         "2 per multiply-add; forward + backward for training).",
+        "The variants of a configuration run in one process, their steps interleaved round by "
+        "round; images/s is the batch over the median step time (the mean-based figure is in "
+        "the JSON). The first step includes torch.compile's compilation unless inductor's "
+        "on-disk cache already held it.",
         "",
         "## Training",
         "",
@@ -378,6 +418,8 @@ def main() -> None:
     parser.add_argument("--paper-batch", type=int, default=8,
                         help="micro-batch of the paper config (the authors' global batch is "
                              "2048)")
+    parser.add_argument("--sampling-repeats", type=int, default=3,
+                        help="timed denoiser evaluations per precision")
     parser.add_argument("--sampling-batch", type=int, default=None,
                         help="batch for the sampling rows (default: each config's batch)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
@@ -397,6 +439,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    commit = git_commit()   # the code that runs: taken before anything can change the tree
     load = [round(x, 2) for x in os.getloadavg()]
     peak, peak_source = device_peak(device, args.peak_tflops)
     configs = configurations(args.paper_batch)
@@ -406,27 +449,25 @@ def main() -> None:
         flops = training_flops(model_config, train_config, device)
         variants = (args.paper_variants or args.variants) if name == "paper" else args.variants
         steps = args.paper_steps if (name == "paper" and args.paper_steps) else args.steps
-        for precision in args.precisions:
-            for variant in variants:
-                row = measure_training(name, model_config, train_config, device, precision,
-                                       variant, steps, args.warmup)
-                row["flops_per_step"] = flops
-                row["achieved_tflops"] = flops / row.pop("median_network_s") / 1e12
-                row["fraction_of_peak"] = None if peak is None else row["achieved_tflops"] / peak
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-            s = measure_sampling(name, model_config, args.sampling_batch or
-                                 train_config.batch_size, device, precision, repeats=3)
-            s.pop("median_s")
-            print(json.dumps(s), flush=True)
-            sampling.append(s)
+        for row in measure_training(name, model_config, train_config, device, args.precisions,
+                                    variants, steps, args.warmup):
+            row["flops_per_step"] = flops
+            row["achieved_tflops"] = flops / row.pop("median_network_s") / 1e12
+            row["fraction_of_peak"] = None if peak is None else row["achieved_tflops"] / peak
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        for row in measure_sampling(name, model_config, args.sampling_batch or
+                                    train_config.batch_size, device, args.precisions,
+                                    repeats=args.sampling_repeats):
+            print(json.dumps(row), flush=True)
+            sampling.append(row)
     vae = None if args.no_vae else sd_vae_costs(device)
     if vae:
         print(json.dumps(vae), flush=True)
     prepare = prepare_cost()
     print(json.dumps(prepare), flush=True)
     meta = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "git_commit": git_commit(), "load_average": load, "torch": torch.__version__,
+            "git_commit": commit, "load_average": load, "torch": torch.__version__,
             "device": describe_device(device), "threads": torch.get_num_threads(),
             "bf16_peak_tflops": peak, "bf16_peak_source": peak_source,
             "fp32_matmul_tflops": matmul_tflops(device, torch.float32, 1024),
