@@ -326,8 +326,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "2 per multiply-add; forward + backward for training).",
         "The variants of a configuration run in one process, their steps interleaved round by "
         "round; images/s is the batch over the median step time (the mean-based figure is in "
-        "the JSON). The first step includes torch.compile's compilation unless inductor's "
-        "on-disk cache already held it.",
+        "the JSON). The first compiled step includes torch.compile's whole compilation (a "
+        "fresh inductor cache) unless the command says --warm-compile-cache.",
         "",
         "## Training",
         "",
@@ -426,6 +426,9 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's dense bf16 peak, if not in the table")
     parser.add_argument("--no-vae", action="store_true", help="skip the SD-VAE costs")
+    parser.add_argument("--warm-compile-cache", action="store_true",
+                        help="reuse inductor's on-disk cache (default: a fresh one, so the "
+                             "first compiled step shows the whole compilation)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--costs-out", type=Path, default=COSTS,
                         help="where the full-sweep cost table goes (needs the paper config "
@@ -438,6 +441,11 @@ def main() -> None:
         return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if not args.warm_compile_cache:   # first compiled step = the full compilation cost
+        import tempfile
+
+        cache = tempfile.TemporaryDirectory(prefix="inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
     device = resolve_device(args.device)
     commit = git_commit()   # the code that runs: taken before anything can change the tree
     load = [round(x, 2) for x in os.getloadavg()]
