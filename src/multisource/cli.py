@@ -84,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def _add_imagenet_parsers(commands: argparse._SubParsersAction) -> None:
     """`multisource imagenet prepare|encode|train|sample|evaluate` (the paper's protocol)."""
     from multisource.devices import DEVICE_CHOICES
