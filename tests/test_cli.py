@@ -10,6 +10,7 @@ import pytest
 
 from multisource.cli import main
 from multisource.experiments import gaussian
+from multisource.validation import InputError
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -115,3 +116,30 @@ def test_diffusion_and_imagenet_commands_reject_bad_input(capsys) -> None:
     with pytest.raises(SystemExit) as raised:
         main(["diffusion", "train", "--out", "unused", "--preset", "huge"])
     assert raised.value.code == 2
+
+
+def test_output_and_input_path_checks(tmp_path) -> None:
+    from multisource.validation import check_input_file, check_output_path
+
+    assert check_output_path("--out", str(tmp_path / "new" / "deeper"), kind="dir").name == \
+        "deeper"
+    assert check_output_path("--out", str(tmp_path / "table.csv")).name == "table.csv"
+    existing = tmp_path / "file.txt"
+    existing.write_text("x")
+    for bad, kind, match in (("", "dir", "non-empty path"), (str(existing), "dir", "existing file"),
+                             (str(tmp_path), "file", "is a directory"),
+                             ("/proc/x/y", "dir", "not writable|cannot be created"),
+                             (str(existing / "below"), "file", "not a directory")):
+        with pytest.raises(InputError, match=match):
+            check_output_path("--out", bad, kind=kind)
+    assert check_input_file("--data", str(existing)) == existing
+    with pytest.raises(InputError, match="existing file"):
+        check_input_file("--data", str(tmp_path / "missing.npz"))
+    with pytest.raises(InputError, match=r"\.npz file"):
+        check_input_file("--data", str(existing), suffixes=(".npz",))
+
+
+def test_broken_pipe_is_quiet() -> None:
+    proc = subprocess.run(f"{sys.executable} -m multisource status | head -c 10", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

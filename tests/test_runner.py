@@ -12,23 +12,26 @@ from multisource.experiments.runner import load_results, run_experiment
 from multisource.validation import InputError
 
 CALLS: list[int] = []
+FAIL_AT: list[int] = []   # task indices that raise KeyboardInterrupt (an interruption)
 
 
 @dataclass(frozen=True)
 class ToyConfig:
     tasks: int = 4
-    fail_at: int = -1
     scale: float = 1.0
 
 
 def _run_task(config: ToyConfig, task: dict, device) -> list[dict]:
-    if task["i"] == config.fail_at:
+    if task["i"] in FAIL_AT:
         raise KeyboardInterrupt  # simulates an interruption mid-run
     CALLS.append(task["i"])
     return [{"i": task["i"], "value": task["i"] * config.scale}]
 
 
-def _register(**book) -> None:
+def _register(fail_at: int | None = None, **book) -> None:
+    FAIL_AT.clear()
+    if fail_at is not None:
+        FAIL_AT.append(fail_at)
     register(Experiment(
         name="toy", description="toy", chapter="none",
         profiles={"smoke": ToyConfig(), "book": ToyConfig(**book), "paper": ToyConfig()},
@@ -62,20 +65,120 @@ def test_interrupted_run_resumes_without_redoing_tasks(tmp_path) -> None:
     assert CALLS == []
 
 
+def _checkpoint(tmp_path):
+    return tmp_path / "toy" / "book.partial.jsonl"
+
+
+def _interrupted_after_two(tmp_path) -> list[str]:
+    """Run toy until task 2 interrupts it; return the checkpoint's two good lines."""
+    _register(fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
+    lines = _checkpoint(tmp_path).read_text().splitlines()
+    assert len(lines) == 2
+    return lines
+
+
 def test_resume_skips_completed_tasks(tmp_path) -> None:
+    lines = _interrupted_after_two(tmp_path)
+    _checkpoint(tmp_path).write_text(lines[0] + "\n{cut-off line\n")
     _register()
     CALLS.clear()
-    checkpoint = tmp_path / "toy" / "book.partial.jsonl"
-    checkpoint.parent.mkdir(parents=True)
-    from multisource.provenance import config_hash
-
-    digest = config_hash("toy", ToyConfig())
-    checkpoint.write_text(json.dumps({"config_hash": digest, "task": '{"i":0}',
-                                      "rows": [{"i": 0, "value": 0.0}]}) + "\n{cut-off line\n")
     stored = run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
     assert CALLS == [1, 2, 3]
-    assert len(stored.frame) == 4
-    assert not checkpoint.exists()
+    assert list(stored.frame.value) == [0.0, 1.0, 2.0, 3.0]
+    assert not _checkpoint(tmp_path).exists()
+    assert stored.provenance["segments"] == 2
+
+
+def _edit_value(line: str) -> str:
+    entry = json.loads(line)
+    entry["rows"][0]["value"] = 99.0
+    return json.dumps(entry)
+
+
+def _field(line: str, **changes) -> str:
+    entry = json.loads(line)
+    entry.update(changes)
+    return json.dumps(entry)
+
+
+def _drop(line: str, key: str) -> str:
+    entry = json.loads(line)
+    entry.pop(key)
+    return json.dumps(entry)
+
+
+CORRUPTIONS = {
+    "garbage line": lambda line: "{cut-off line",
+    "number": lambda line: "42",
+    "list": lambda line: "[1, 2]",
+    "no rows": lambda line: _drop(line, "rows"),
+    "empty rows": lambda line: _field(line, rows=[]),
+    "rows not a list": lambda line: _field(line, rows="oops"),
+    "bogus row": lambda line: _field(line, rows=[{"bogus": [1]}]),
+    "edited value": _edit_value,
+    "unknown task": lambda line: _field(line, task='{"i":77}'),
+    "binary bytes": None,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_damaged_checkpoint_lines_rerun_their_task_and_the_table_is_right(
+        tmp_path, capsys, case) -> None:
+    lines = _interrupted_after_two(tmp_path)
+    checkpoint = _checkpoint(tmp_path)
+    if case == "binary bytes":
+        checkpoint.write_bytes(b"\xff\xfe\x00garbage\x80\n" + lines[1].encode() + b"\n")
+    else:
+        checkpoint.write_text(CORRUPTIONS[case](lines[0]) + "\n" + lines[1] + "\n")
+    capsys.readouterr()
+    _register()
+    CALLS.clear()
+    stored = run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
+    assert list(stored.frame.value) == [0.0, 1.0, 2.0, 3.0]
+    assert list(stored.frame.i) == [0, 1, 2, 3]
+    assert CALLS == [0, 2, 3]   # the damaged line's task ran again; the sound one did not
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "book.partial.jsonl line 1" in warning[0]
+    assert "--no-resume" in warning[0]
+    assert load_results("toy", "book", results_dir=tmp_path) is not None
+
+
+def test_wall_time_sums_the_segments(tmp_path, monkeypatch) -> None:
+    import multisource.experiments.runner as runner
+
+    clock = iter(range(0, 1000, 5))   # every task takes 5 "seconds"
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: float(next(clock)))
+    _interrupted_after_two(tmp_path)
+    _register()
+    stored = run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
+    assert stored.provenance["wall_time_s"] == pytest.approx(20.0)
+
+
+def test_sidecar_records_the_code_hash_and_a_code_change_makes_results_stale(
+        tmp_path, monkeypatch) -> None:
+    import multisource.experiments.runner as runner
+    from multisource.provenance import code_hash
+
+    _register()
+    stored = run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
+    assert stored.provenance["code_hash"] == code_hash(__name__)
+    assert runner.stored_state("toy", "book", results_dir=tmp_path).state == "current"
+    monkeypatch.setattr(runner, "code_hash", lambda module: "0" * 16)
+    assert runner.stored_state("toy", "book", results_dir=tmp_path).state == "stale-code"
+    assert load_results("toy", "book", results_dir=tmp_path) is None
+
+
+def test_checkpoint_of_other_code_is_not_reused(tmp_path, monkeypatch) -> None:
+    import multisource.experiments.runner as runner
+
+    _interrupted_after_two(tmp_path)
+    monkeypatch.setattr(runner, "code_hash", lambda module: "f" * 16)
+    _register()
+    CALLS.clear()
+    run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
+    assert CALLS == [0, 1, 2, 3]
 
 
 def test_changed_config_is_not_loaded(tmp_path) -> None:

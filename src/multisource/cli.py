@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -120,16 +121,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status.
+
+    Every failure a user can cause ends in one line on stderr and exit status 2; `--debug`
+    (anywhere on the command line) shows the traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except InputError as error:
-        sys.stderr.write(f"multisource: error: {error}\n")
-        return EXIT_USAGE
+    except BrokenPipeError:
+        # the reader went away (`multisource show ... | head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
-        sys.stderr.write("multisource: interrupted; completed work is checkpointed\n")
+        sys.stderr.write("multisource: interrupted\n")
         return 130
+    except (InputError, OSError) as error:
+        if debug:
+            raise
+        sys.stderr.write(f"multisource: error: {_one_line(error)}\n")
+        return EXIT_USAGE
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.strerror or type(error).__name__}: {error.filename}"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -239,13 +260,15 @@ def _imagenet(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from multisource.experiments.runner import load_results
+    from multisource.experiments.runner import load_results, stored_state
 
     stored = load_results(args.experiment, args.profile)
     if stored is None:
-        raise InputError(f"no results for {args.experiment}[{args.profile}] match the current "
-                         f"config; run `multisource run {args.experiment} --profile "
-                         f"{args.profile}`")
+        state = stored_state(args.experiment, args.profile).state
+        why = {"missing": "none are stored", "stale-config": "the stored ones have another "
+               "config", "stale-code": "the code that computes them has changed"}[state]
+        raise InputError(f"no current results for {args.experiment}[{args.profile}] ({why}); "
+                         f"run `multisource run {args.experiment} --profile {args.profile}`")
     record = stored.provenance
     print(f"{args.experiment}[{args.profile}]: config {record['config_hash']}, "
           f"device {record['device']}, commit {record['git_commit']}, "

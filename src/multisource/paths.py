@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO_ROOT: Path = Path(__file__).resolve().parents[2]
+PACKAGE_DIR: Path = Path(__file__).resolve().parent
+REPO_ROOT: Path = PACKAGE_DIR.parents[1]
 DATA_DIR: Path = REPO_ROOT / "data"
 REFERENCE_DIR: Path = DATA_DIR / "reference"
 RESULTS_DIR: Path = DATA_DIR / "results"

@@ -1,25 +1,42 @@
-"""Provenance of computed results: config hashes, environment records, atomic writes.
+"""Provenance of computed results: config and code hashes, environment records, atomic writes.
 
 A results table `data/results/<experiment>/<profile>.csv` is valid only next to its
 `<profile>.json` sidecar, whose `config_hash` matches the code's current config for that
-profile and whose `csv_sha256` matches the table's bytes. Anything else is not shown.
+profile, whose `code_hash` matches the current source of the modules that compute it, and
+whose `csv_sha256` matches the table's bytes. Anything else is not shown.
+
+The code hash of an experiment covers the syntax tree (docstrings, comments and layout left out)
+of its module and every `multisource` module it imports, directly or through others (found
+statically, so imports inside functions count), except the
+infrastructure modules in `INFRASTRUCTURE_MODULES`: they check, store and display numbers but
+never compute them, and hashing them would make every change to the command line invalidate
+hours of training.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from multisource import __version__
-from multisource.paths import REPO_ROOT
+from multisource.paths import PACKAGE_DIR, REPO_ROOT
+
+# Modules that validate, store, schedule or display results but never compute them.
+INFRASTRUCTURE_MODULES: frozenset[str] = frozenset({
+    "multisource", "multisource.__main__", "multisource.cli", "multisource.chapters",
+    "multisource.devices", "multisource.paths", "multisource.provenance", "multisource.status",
+    "multisource.validation", "multisource.experiments", "multisource.experiments.runner",
+})
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -36,6 +53,93 @@ def config_hash(experiment: str, config: Any) -> str:
     payload = json.dumps({"experiment": experiment, "config": config_to_dict(config)},
                          sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of a module (package -> its __init__.py), or None.
+
+    `multisource` modules are found in the source tree; any other module only when it is
+    already imported (an experiment registered from outside the package, as in tests).
+    """
+    parts = module.split(".")
+    if parts[0] != "multisource":
+        loaded = sys.modules.get(module)
+        source = getattr(loaded, "__file__", None)
+        return Path(source) if source and source.endswith(".py") else None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(module: str, path: Path) -> set[str]:
+    """`multisource` modules named by the import statements anywhere in one source file."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.split(".")[0] == "multisource" and _module_file(m)}
+
+
+def code_modules(module: str) -> list[str]:
+    """`module` and the `multisource` modules it imports, transitively, minus infrastructure.
+
+    A package's `__init__` counts when something imports from the package, and so do the
+    parent packages of every module (Python runs them on import).
+    """
+    if _module_file(module) is None:
+        raise ValueError(f"module must be an importable module with a source file, got "
+                         f"{module!r}")
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        parents = [".".join(current.split(".")[:i]) for i in range(1, current.count(".") + 1)]
+        todo.extend(parents)
+        todo.extend(_imported_modules(current, _module_file(current)))  # type: ignore[arg-type]
+    return sorted(m for m in seen if m not in INFRASTRUCTURE_MODULES or m == module)
+
+
+def normalised_source(path: Path) -> str:
+    """The syntax tree of a module with docstrings dropped, as text.
+
+    Comments, docstrings and layout cannot change a number, so editing them does not make
+    stored results stale; every statement and expression still counts.
+    """
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def code_hash(module: str) -> str:
+    """A short SHA-256 of the normalised source of every module in `code_modules(module)`."""
+    digest = hashlib.sha256()
+    for name in code_modules(module):
+        path = _module_file(name)
+        assert path is not None
+        digest.update(f"{name}\n".encode())
+        digest.update(normalised_source(path).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 # Generated outputs: rewriting them does not make the code that produced them "dirty".

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from multisource.chapters import CHAPTERS, notebook_record
 from multisource.experiments import PROFILES, get, names
-from multisource.experiments.runner import load_results
-from multisource.validation import InputError
+from multisource.experiments.runner import stored_state
+
+STATE_WORDS = {
+    "current": "produced by the current code",
+    "stale-config": "STALE: its config differs from the code's (not shown; rerun)",
+    "stale-code": "STALE: the code that computes it has changed (not shown; rerun)",
+}
 
 
 def _stored_results_summary(chapter_stem: str) -> str:
@@ -14,16 +19,17 @@ def _stored_results_summary(chapter_stem: str) -> str:
         if get(name).chapter != chapter_stem:
             continue
         for profile in PROFILES:
-            try:
-                stored = load_results(name, profile)
-            except InputError as error:
-                parts.append(f"{name}[{profile}]: INVALID ({error})")
+            state = stored_state(name, profile)
+            if state.state == "missing":
                 continue
-            if stored is None:
+            if state.state == "invalid":
+                parts.append(f"{name}[{profile}]: INVALID ({state.reason})")
                 continue
-            record = stored.provenance
-            parts.append(f"{name}[{profile}] {record['device']}, {record['wall_time_s']} s, "
-                         f"commit {record['git_commit'][:10]}, config {record['config_hash']}")
+            record = state.record or {}
+            parts.append(f"{name}[{profile}] {STATE_WORDS[state.state]}; "
+                         f"{record.get('device')}, {record.get('wall_time_s')} s, "
+                         f"commit {str(record.get('git_commit'))[:10]}, "
+                         f"code {record.get('code_hash')}, config {record.get('config_hash')}")
     return "; ".join(parts) if parts else "computed when the notebook runs"
 
 

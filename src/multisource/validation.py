@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -58,6 +61,62 @@ def _check_bounds(name: str, value: float, minimum: float | None, maximum: float
         raise InputError(f"{name} must be {kind} >= {minimum}, got {value}")
     elif maximum is not None and value > maximum:
         raise InputError(f"{name} must be {kind} <= {maximum}, got {value}")
+
+
+def _writable_directory(directory: Path) -> bool:
+    """True when a file can really be created in `directory` (a probe, not permission bits:
+    root ignores the bits, and /proc or a read-only mount refuse whatever they say)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".multisource-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_path(name: str, value: object, *, kind: str = "file") -> Path:
+    """A path this process can write as a `kind` ("file" or "dir"), checked before any work.
+
+    A file may replace an existing file but not a directory; a directory may exist (as a
+    directory) or be created under the nearest existing ancestor, which must be writable.
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise InputError(f"{name} must be a non-empty path, got {value!r}")
+    path = Path(value).expanduser().absolute()
+    if kind == "file" and path.is_dir():
+        raise InputError(f"{name} must be a file path, but {value} is a directory")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise InputError(f"{name} must be a directory, but {value} is an existing file")
+    anchor = _nearest_existing(path if kind == "dir" else path.parent)
+    if not anchor.is_dir():
+        raise InputError(f"{name} cannot be created: {anchor} is not a directory")
+    if not _writable_directory(anchor):
+        raise InputError(f"{name} is not writable: cannot create files in {anchor}")
+    return path
+
+
+def check_input_file(name: str, value: object, *, suffixes: Iterable[str] = ()) -> Path:
+    """An existing, readable regular file (optionally with one of `suffixes`)."""
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise InputError(f"{name} must be a non-empty path, got {value!r}")
+    path = Path(value).expanduser()
+    allowed = tuple(suffixes)
+    if not path.is_file():
+        raise InputError(f"{name} must be an existing file, got {value}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{name} is not readable: {value}")
+    if allowed and path.suffix not in allowed:
+        raise InputError(f"{name} must be a {' or '.join(allowed)} file, got {value}")
+    return path
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -43,6 +43,11 @@ class Experiment:
     tasks: Callable[[Any], Sequence[dict[str, Any]]]
     run_task: TaskRunner
 
+    @property
+    def code_module(self) -> str:
+        """The module that computes this experiment's rows (its code hash starts there)."""
+        return self.run_task.__module__
+
     def config(self, profile: str) -> Any:
         """The config of one profile; unknown profiles are an InputError."""
         check_choice("profile", profile, PROFILES)

@@ -1,14 +1,16 @@
 """Running an experiment profile: progress bar, checkpoint/resume, atomic provenance-stamped output.
 
-Completed tasks are appended to `<profile>.partial.jsonl` as they finish, so an interrupted
-run resumes where it stopped. The final table and its sidecar are written atomically; the
-sidecar records the table's SHA-256, so a table without its matching sidecar is never shown.
+Completed tasks are appended to `<profile>.partial.jsonl` as they finish, each line with a
+checksum of its own content, so an interrupted run resumes where it stopped and a damaged line
+only makes its task run again. The final table and its sidecar are written atomically; the
+sidecar records the table's SHA-256 and the hash of the code that computed it, so a table is
+shown only next to a matching sidecar produced by the current config and code.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ from multisource.paths import results_path
 from multisource.provenance import (
     atomic_write_bytes,
     atomic_write_text,
+    code_hash,
+    code_modules,
     config_hash,
     provenance_record,
     sha256_bytes,
@@ -44,54 +48,124 @@ def task_key(task: dict[str, Any]) -> str:
     return json.dumps(task, sort_keys=True, separators=(",", ":"))
 
 
-def _read_checkpoint(path: Path, expected_hash: str) -> dict[str, list[dict[str, Any]]]:
-    done: dict[str, list[dict[str, Any]]] = {}
+def _entry_digest(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "sha256"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _checkpoint_line(entry: dict[str, Any]) -> str:
+    return json.dumps({**entry, "sha256": _entry_digest(entry)}, sort_keys=True) + "\n"
+
+
+def _valid_rows(rows: Any) -> bool:
+    scalar = (str, int, float, bool, type(None))
+    return (isinstance(rows, list) and len(rows) > 0 and all(
+        isinstance(r, dict) and r and all(isinstance(k, str) and isinstance(v, scalar)
+                                          for k, v in r.items()) for r in rows))
+
+
+@dataclass
+class _Done:
+    rows: list[dict[str, Any]]
+    seconds: float
+    segment: int
+
+
+def _read_checkpoint(path: Path, config_digest: str, code_digest: str,
+                     task_keys: set[str]) -> dict[str, _Done]:
+    """Completed tasks recorded in `path` for this config and code.
+
+    Every line carries a SHA-256 of its own content. A line that is cut, unreadable, edited or
+    of the wrong shape is reported on stderr (file and line number) and its task runs again,
+    so a damaged checkpoint can cost time but never put a wrong row into a table.
+    """
+    done: dict[str, _Done] = {}
     if not path.exists():
         return done
-    for line in path.read_text().splitlines():
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        problem = None
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by an interruption: that task simply runs again
-        if entry.get("config_hash") == expected_hash:
-            done[entry["task"]] = entry["rows"]
+            entry = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            entry, problem = None, "not a JSON line (cut by an interruption, or damaged)"
+        if entry is not None:
+            problem = _checkpoint_problem(entry, task_keys)
+        if problem is not None:
+            sys.stderr.write(f"multisource: warning: {path.name} line {number}: {problem}; its "
+                             f"task runs again (`--no-resume` discards the checkpoint)\n")
+            continue
+        if entry["config_hash"] != config_digest or entry["code_hash"] != code_digest:
+            continue  # written by another config or code version: not ours to reuse
+        done[entry["task"]] = _Done(entry["rows"], float(entry["seconds"]),
+                                    int(entry["segment"]))
     return done
+
+
+def _checkpoint_problem(entry: Any, task_keys: set[str]) -> str | None:
+    """Why a parsed checkpoint line cannot be used, or None when it is sound."""
+    fields = {"config_hash": str, "code_hash": str, "task": str, "rows": list,
+              "seconds": (int, float), "segment": int, "sha256": str}
+    if not isinstance(entry, dict) or any(not isinstance(entry.get(k), t)
+                                          for k, t in fields.items()):
+        return "not a checkpoint entry (missing or mistyped fields)"
+    if entry["sha256"] != _entry_digest(entry):
+        return "checksum mismatch (the line was changed after it was written)"
+    if entry["task"] not in task_keys:
+        return "names a task this experiment does not have"
+    if not _valid_rows(entry["rows"]):
+        return "rows must be a non-empty list of flat records"
+    return None
 
 
 def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
                    progress: bool = True, resume: bool = True,
                    results_dir: Path | None = None) -> StoredResults:
-    """Run every task of `name` at `profile`, write the table and provenance, return them."""
+    """Run every task of `name` at `profile`, write the table and provenance, return them.
+
+    `wall_time_s` in the provenance is the compute time of all tasks, summed over every
+    segment of an interrupted and resumed run.
+    """
     experiment = get(name)
     config = experiment.config(profile)
     torch_device = resolve_device(device)
     csv_path = _csv_path(experiment, profile, results_dir)
     checkpoint = csv_path.with_suffix(".partial.jsonl")
     digest = config_hash(experiment.name, config)
-    done = _read_checkpoint(checkpoint, digest) if resume else {}
+    code_digest = code_hash(experiment.code_module)
+    tasks = list(experiment.tasks(config))
+    keys = [task_key(t) for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"experiment {name} lists a task twice")
     if not resume:
         checkpoint.unlink(missing_ok=True)
+    done = _read_checkpoint(checkpoint, digest, code_digest, set(keys))
+    segment = 1 + max((d.segment for d in done.values()), default=0)
 
-    started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    tasks = list(experiment.tasks(config))
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with checkpoint.open("a") as log:
-        for task in tqdm(tasks, desc=f"{name}[{profile}]", disable=not progress, unit="task"):
-            key = task_key(task)
-            if key not in done:
-                done[key] = experiment.run_task(config, task, torch_device)
-                entry = {"config_hash": digest, "task": key, "rows": done[key]}
-                log.write(json.dumps(entry) + "\n")
-                log.flush()
-            rows.extend(done[key])
-    frame = pd.DataFrame(rows)
+        for task, key in tqdm(list(zip(tasks, keys, strict=True)), desc=f"{name}[{profile}]",
+                              disable=not progress, unit="task"):
+            if key in done:
+                continue
+            started = time.perf_counter()
+            rows = experiment.run_task(config, task, torch_device)
+            if not _valid_rows(rows):
+                raise RuntimeError(f"experiment {name} returned no rows or non-flat rows for "
+                                   f"task {key}")
+            done[key] = _Done(rows, time.perf_counter() - started, segment)
+            log.write(_checkpoint_line({"config_hash": digest, "code_hash": code_digest,
+                                        "task": key, "rows": rows, "segment": segment,
+                                        "seconds": round(done[key].seconds, 6)}))
+            log.flush()
+    rows_by_task = [done[k].rows for k in keys]
+    frame = pd.DataFrame([r for rows in rows_by_task for r in rows])
     csv_bytes = frame.to_csv(index=False).encode()
     record = provenance_record(
         experiment=name, profile=profile, config=config, device=describe_device(torch_device),
-        wall_time_s=time.perf_counter() - started,
+        wall_time_s=sum(done[k].seconds for k in keys),
         extra={"csv_sha256": sha256_bytes(csv_bytes), "n_rows": len(frame),
-               "n_tasks": len(tasks)},
+               "n_tasks": len(tasks), "segments": segment,
+               "code_hash": code_digest, "code_modules": code_modules(experiment.code_module)},
     )
     atomic_write_bytes(csv_path, csv_bytes)
     atomic_write_text(csv_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
@@ -99,37 +173,67 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     return StoredResults(frame, record, csv_path)
 
 
-def load_results(name: str, profile: str, *, results_dir: Path | None = None
-                 ) -> StoredResults | None:
-    """The stored table of `name` at `profile` if its provenance matches the current config.
+STATES = ("missing", "current", "stale-config", "stale-code", "invalid")
 
-    Returns None when nothing is stored or the stored config differs (the caller computes);
-    raises InputError when the files exist but cannot be read or do not match each other.
+
+@dataclass(frozen=True)
+class StoredState:
+    """Whether stored results exist and were produced by the current config and code.
+
+    state: one of STATES; reason: one line for `invalid` (else empty); record: the sidecar.
     """
+
+    state: str
+    reason: str = ""
+    record: dict[str, Any] | None = None
+
+
+def stored_state(name: str, profile: str, *, results_dir: Path | None = None) -> StoredState:
+    """Classify the stored table of `name` at `profile` against the current config and code."""
     experiment = get(name)
     csv_path = _csv_path(experiment, profile, results_dir)
     sidecar = csv_path.with_suffix(".json")
     if not csv_path.exists() and not sidecar.exists():
-        return None
+        return StoredState("missing")
     try:
         record = json.loads(sidecar.read_text())
         csv_bytes = csv_path.read_bytes()
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return StoredState("invalid", f"unreadable ({type(exc).__name__})")
+    if not isinstance(record, dict):
+        return StoredState("invalid", "the sidecar is not a JSON object")
+    if record.get("csv_sha256") != sha256_bytes(csv_bytes):
+        return StoredState("invalid", "does not match its provenance (csv_sha256)", record)
+    if record.get("config_hash") != config_hash(name, experiment.config(profile)):
+        return StoredState("stale-config", "", record)
+    if record.get("code_hash") != code_hash(experiment.code_module):
+        return StoredState("stale-code", "", record)
+    return StoredState("current", "", record)
+
+
+def load_results(name: str, profile: str, *, results_dir: Path | None = None
+                 ) -> StoredResults | None:
+    """The stored table of `name` at `profile` if its provenance matches the current code.
+
+    Returns None when nothing is stored or the stored config or code differs (the caller
+    computes); raises InputError when the files exist but cannot be read or do not match
+    each other.
+    """
+    experiment = get(name)
+    csv_path = _csv_path(experiment, profile, results_dir)
+    state = stored_state(name, profile, results_dir=results_dir)
+    if state.state == "invalid":
+        raise InputError(f"results file {csv_path.name} for {name}[{profile}] "
+                         f"{state.reason}; rerun `multisource run {name} --profile {profile}`")
+    if state.state != "current":
+        return None
+    try:
+        frame = pd.read_csv(csv_path)
+    except (ValueError, pd.errors.ParserError) as exc:
         raise InputError(f"results file {csv_path.name} for {name}[{profile}] is unreadable "
                          f"({type(exc).__name__}); rerun `multisource run {name} "
                          f"--profile {profile}`") from None
-    if record.get("config_hash") != config_hash(name, experiment.config(profile)):
-        return None
-    if record.get("csv_sha256") != sha256_bytes(csv_bytes):
-        raise InputError(f"results file {csv_path.name} for {name}[{profile}] does not match "
-                         f"its provenance (csv_sha256); rerun `multisource run {name} "
-                         f"--profile {profile}`")
-    try:
-        frame = pd.read_csv(io.BytesIO(csv_bytes))
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise InputError(f"results file {csv_path.name} for {name}[{profile}] is unreadable "
-                         f"({type(exc).__name__})") from None
-    return StoredResults(frame, record, csv_path)
+    return StoredResults(frame, state.record or {}, csv_path)
 
 
 def load_or_run(name: str, profile: str = "book", device: str = "auto", *,
