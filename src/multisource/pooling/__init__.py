@@ -7,7 +7,8 @@
 - `crossover`     where a simulated risk difference changes sign, with a bootstrap interval.
 - `tabular`       the same phenomenon for tabular autoregressive sources (exact TV by enumeration).
 - `families`      model families the decision rule can fit (pooled / separate / partially pooled).
-- `advise`        the cross-validated decision rule and its report.
+- `advise`        the cross-validated decision rule; `report` puts its findings in words.
+- `evaluate`      how often the rule picks the estimator with the lower exact risk.
 - `csvdata`       reading and checking a CSV of samples labelled by source.
 - `collapse`      recursive training on generated data (model collapse), pooled against separate.
 - `cli`           `multisource advise FILE.csv`.

@@ -65,39 +65,6 @@ class Advice:
         pooled, separate = self.scores["pooled"].mean, self.scores["separate"].mean
         return "pooled" if pooled >= separate else "separate"
 
-    def describe(self) -> str:
-        """The recommendation in words."""
-        if self.recommendation == "partial":
-            return (f"partial pooling with weight {self.weight:.2f} "
-                    "(0 = separate models, 1 = one pooled model)")
-        return {"pooled": "one pooled (multi-source) model",
-                "separate": "separate models, one per source"}[self.recommendation]
-
-    def report(self) -> str:
-        """A short human-readable report."""
-        percent = f"{100 * self.level:.0f}%"
-        sizes = ", ".join(f"{s}: {c}" for s, c in zip(self.sources, self.counts, strict=True))
-        lines = [f"{len(self.sources)} sources ({sizes}); family {self.family}; "
-                 f"{self.folds}-fold cross-validation",
-                 f"held-out log-likelihood per sample (mean, {percent} t interval):"]
-        for name in STRATEGIES:
-            s = self.scores[name]
-            label = f"partial (w={self.weight:.2f})" if name == "partial" else name
-            lines.append(f"  {label:<18} {s.mean:10.4f}  [{s.low:.4f}, {s.high:.4f}]")
-        if len(self.comparisons) < len(STRATEGIES) - 1:
-            lines.append("  (partial pooling chose w = 0 or w = 1 in every fold: it is one of the "
-                         "plain fits)")
-        lines.append(f"recommendation: {self.describe()}")
-        for c in self.comparisons:
-            d = c.difference
-            verdict = "clear" if d.low > 0 else "within noise"
-            lines.append(f"  better than {c.other} by {d.mean:.4f} nats/sample "
-                         f"[{d.low:.4f}, {d.high:.4f}] ({verdict})")
-        lines.append("confidence: " + ("clear (every interval excludes 0)" if self.clear else
-                                       "too close to call (an interval includes 0): those "
-                                       "strategies fit about equally well"))
-        return "\n".join(lines)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {

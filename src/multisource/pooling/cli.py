@@ -9,6 +9,7 @@ import sys
 from multisource.pooling.advise import advise
 from multisource.pooling.csvdata import SOURCE_COLUMN, read_labelled_csv
 from multisource.pooling.families import FAMILIES, get_family, specific_mask
+from multisource.pooling.report import render
 from multisource.validation import check_choice
 
 
@@ -42,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=1) + "\n")
     else:
-        sys.stdout.write(result.report() + "\n")
+        sys.stdout.write(render(result) + "\n")
     return 0
