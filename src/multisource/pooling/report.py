@@ -34,7 +34,8 @@ def render(advice: Advice) -> str:
         verdict = "clear" if d.low > 0 else "within noise"
         lines.append(f"  better than {comparison.other} by {d.mean:.4f} nats/sample "
                      f"[{d.low:.4f}, {d.high:.4f}] ({verdict})")
-    lines.append("confidence: " + ("clear (every interval excludes 0)" if advice.clear else
-                                   "too close to call (an interval includes 0): those "
-                                   "strategies fit about equally well"))
+    close = [c.other for c in advice.comparisons if c.difference.low <= 0]
+    lines.append("confidence: " + ("clear (every interval excludes 0)" if not close else
+                                   f"not distinguishable from {' or '.join(close)} (interval "
+                                   "includes 0): they fit about equally well here"))
     return "\n".join(lines)
