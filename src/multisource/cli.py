@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     book = commands.add_parser("book", help="build the book into _build/html")
     book.add_argument("--strict", action="store_true", help="-W -n --keep-going (as CI does)")
 
+    from multisource.pooling.cli import add_parser as add_advise_parser
+
+    add_advise_parser(commands)
+
     status = commands.add_parser("status", help="chapters, what they show, where numbers came from")
     status.add_argument("--markdown", action="store_true", help="a markdown table (for the book)")
     return parser
@@ -228,6 +232,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return train_main(args.train_args)
     if args.command == "imagenet":
         return _imagenet(args)
+    if args.command == "advise":
+        from multisource.pooling.cli import run as run_advise
+
+        return run_advise(args)
     return _status(args)
 
 
