@@ -496,13 +496,20 @@ def main() -> None:
         write_costs(args.out / f"{stem}.json", args.costs_out)
 
 
+def gpu_reports(folder: Path = RESULTS) -> list[tuple[dict[str, Any], str]]:
+    """The stored GPU benchmark reports (`diffusion_throughput_cuda*.json`), with their paths."""
+    return [(json.loads(p.read_text()), f"benchmarks/results/{p.name}")
+            for p in sorted(folder.glob("diffusion_throughput_cuda*.json"))]
+
+
 def write_costs(report_path: Path, out: Path) -> None:
-    """Write the book's cost tables from a stored report (no new measurement)."""
+    """Write the book's cost tables from a stored report and the stored GPU reports (no new
+    measurement)."""
     from multisource.images.protocol_costs import costs_markdown
 
     report = json.loads(report_path.read_text())
     source = f"benchmarks/results/{report_path.name}"
-    atomic_write_text(out, costs_markdown(report, source))
+    atomic_write_text(out, costs_markdown(report, source, gpu_reports()))
     print(f"wrote {out}")
 
 

@@ -45,9 +45,12 @@ def test_book_cost_tables_match_the_stored_benchmark() -> None:
     from multisource.images.protocol_costs import costs_markdown
     from multisource.paths import REPO_ROOT
 
-    report = REPO_ROOT / "benchmarks" / "results" / "diffusion_throughput.json"
+    results = REPO_ROOT / "benchmarks" / "results"
+    report = results / "diffusion_throughput.json"
     page = REPO_ROOT / "book" / "_generated" / "imagenet_costs.md"
+    gpu = [(json.loads(p.read_text()), f"benchmarks/results/{p.name}")
+           for p in sorted(results.glob("diffusion_throughput_cuda*.json"))]
     expected = costs_markdown(json.loads(report.read_text()),
-                              "benchmarks/results/diffusion_throughput.json")
+                              "benchmarks/results/diffusion_throughput.json", gpu)
     assert page.read_text() == expected, "rerun: python benchmarks/diffusion_throughput.py " \
         "--costs-from benchmarks/results/diffusion_throughput.json"

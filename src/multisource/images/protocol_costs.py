@@ -158,12 +158,45 @@ def preset_table(benchmark: dict[str, Any], assumed_tflops: tuple[float, ...] = 
     return "\n".join(lines) + "\n"
 
 
-def costs_markdown(benchmark: dict[str, Any], source: str) -> str:
+def measured_gpu_table(reports: list[tuple[dict[str, Any], str]]) -> str:
+    """Markdown: the paper preset's training rate measured on a GPU, one row per (report,
+    precision, variant), and what that rate makes of the sweep's training images and of the
+    longest single-class preset. Rates are measured; the sweep times are images / rate."""
+    counts = sweep_counts()
+    longest = PRESETS[preset_name(1, max(SWEEP_N))][0]
+    lines = ["| device | precision | variant | micro-batch | images/s | TFLOP/s | of bf16 peak "
+             f"| {preset_name(1, max(SWEEP_N))} | sweep training | source |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for report, source in reports:
+        device = report["meta"]["device"].removeprefix("cuda:")
+        for r in report["training"]:
+            if r["config"] != "paper":
+                continue
+            rate = r["images_per_s"]
+            lines.append(
+                f"| {device} | {r['precision']} | {r['variant']} | {r['batch']} | {rate:,.0f} | "
+                f"{r['achieved_tflops']:.1f} | {100 * r['fraction_of_peak']:.1f}% | "
+                f"{_duration(longest / rate)} | {counts.training_images / rate / 3600:,.0f} "
+                f"GPU-hours | `{source}` |")
+    return "\n".join(lines) + "\n"
+
+
+def costs_markdown(benchmark: dict[str, Any], source: str,
+                   gpu_reports: list[tuple[dict[str, Any], str]] | None = None) -> str:
     """The page fragment `book/_generated/imagenet_costs.md`: one run per preset, then the
-    whole sweep, both from the benchmark report at `source`."""
+    whole sweep, both from the benchmark report at `source`; then, when GPU reports are given,
+    the paper preset's measured GPU training rates and the times they imply."""
     meta = benchmark["meta"]
-    return (f"<!-- generated from {source} by benchmarks/diffusion_throughput.py; do not edit "
+    page = (f"<!-- generated from {source} by benchmarks/diffusion_throughput.py; do not edit "
             f"-->\n\nMeasured on **{meta['device']}** ({meta['threads']} torch threads) at "
             f"commit `{meta['git_commit'][:12]}`; GPU columns are FLOPs divided by an assumed "
             f"sustained bf16 rate.\n\n**One run of each kind**\n\n" + preset_table(benchmark)
             + "\n**The full 2 x 2 x 2 sweep**\n\n" + cost_table(benchmark))
+    if gpu_reports:
+        page += ("\n**Measured on a GPU: the paper preset's training rate**\n\n"
+                 "Each row is one configuration of one benchmark run (variants of a run "
+                 "interleaved in one process); the last columns divide the training images of "
+                 "the longest single-class preset and of the whole sweep by the measured rate "
+                 "(training only, one GPU, no data-loading or evaluation).\n\n"
+                 + measured_gpu_table(gpu_reports))
+    return page
