@@ -113,16 +113,27 @@ def code_modules(module: str) -> list[str]:
     return sorted(m for m in seen if m not in INFRASTRUCTURE_MODULES or m == module)
 
 
-def code_hash(module: str) -> str:
-    """A short SHA-256 of the source of every module in `code_modules(module)`."""
+def module_source_file(module: str) -> Path | None:
+    """The source file of a module (see `code_modules`), or None when it has none."""
+    return _module_file(module)
+
+
+def modules_hash(modules: list[str]) -> str:
+    """A short SHA-256 of the names and sources of `modules`, in the order given."""
     digest = hashlib.sha256()
-    for name in code_modules(module):
+    for name in modules:
         path = _module_file(name)
-        assert path is not None
+        if path is None:
+            raise ValueError(f"module {name!r} has no source file")
         digest.update(f"{name}\n".encode())
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def code_hash(module: str) -> str:
+    """A short SHA-256 of the source of every module in `code_modules(module)`."""
+    return modules_hash(code_modules(module))
 
 
 # Generated outputs: rewriting them does not make the code that produced them "dirty".
