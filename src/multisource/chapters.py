@@ -116,22 +116,24 @@ def find_chapter(name: str) -> Chapter:
 # Parameters
 # ----------------------------------------------------------------------------------------------
 
-def _code_cells(source: Path) -> list[str]:
-    """The code of every code cell of a MyST notebook source."""
+def read_source(source: Path) -> Any:
+    """The chapter source as an nbformat notebook; InputError when it cannot be read."""
     import jupytext
 
     try:
-        notebook = jupytext.read(source)
+        return jupytext.read(source)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"chapter source {source.name} is unreadable "
                          f"({type(exc).__name__})") from None
-    return [c.source for c in notebook.cells if c.cell_type == "code"]
+
+
+def _code_cells(source: Path) -> list[str]:
+    """The code of every code cell of a MyST notebook source."""
+    return [c.source for c in read_source(source).cells if c.cell_type == "code"]
 
 
 def _parameters_cell(source: Path) -> str:
-    import jupytext
-
-    notebook = jupytext.read(source)
+    notebook = read_source(source)
     tagged = [c.source for c in notebook.cells
               if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
     if len(tagged) != 1:
@@ -465,7 +467,6 @@ def execute_chapter(chapter: Chapter | ExecutionPlan, *, profile: str = COMMITTE
 
     `progress`: False, True, or a label for papermill's per-cell progress bar.
     """
-    import jupytext
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -481,7 +482,7 @@ def execute_chapter(chapter: Chapter | ExecutionPlan, *, profile: str = COMMITTE
     if progress:
         bar = {"desc": progress if isinstance(progress, str) else chapter.stem}
 
-    notebook = jupytext.read(chapter.source)
+    notebook = read_source(chapter.source)
     notebook.metadata.pop("jupytext", None)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="multisource-execute-") as staging:

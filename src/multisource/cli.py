@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     from multisource.experiments import PROFILES
 
     parser = OneLineArgumentParser(prog="multisource", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (accepted anywhere)")
     commands = parser.add_subparsers(dest="command", required=True,
                                      parser_class=OneLineArgumentParser)
 
@@ -187,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status.
 
-    Every failure a user can cause ends in one line on stderr and exit status 2; `--debug`
-    (anywhere on the command line) shows the traceback instead.
+    Every failure a user can cause ends in one line on stderr and exit status 2 (a chapter
+    whose code fails for another reason: exit status 1); `--debug` (anywhere on the command
+    line) shows the traceback instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -208,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         sys.stderr.write(f"multisource: error: {_one_line(error)}\n")
+        return EXIT_USAGE
+    except MemoryError:
+        if debug:
+            raise
+        sys.stderr.write("multisource: error: out of memory; choose smaller sizes\n")
         return EXIT_USAGE
     except ChapterFailed as error:
         if debug:
@@ -262,8 +270,12 @@ def _gaussian(args: argparse.Namespace) -> int:
               f"(K={setting.K}, D={setting.D}, d1={setting.d1}, n={setting.n})")
         return 0
     seeds = gaussian.check_seeds(gaussian.PUBLISHED_SEEDS if args.seeds is None else args.seeds)
-    _check_replicate_budget(setting, len(seeds))
-    result = gaussian.replicate(setting, seeds)
+    slow = _check_replicate_budget(setting, len(seeds))
+    from tqdm import tqdm
+
+    per_seed = [gaussian.replicate_seed(setting, seed)
+                for seed in tqdm(seeds, desc="seeds", unit="seed", disable=not slow)]
+    result = gaussian.ReplicationResult(setting, tuple(per_seed))
     if any(r.tv_single_mc != r.tv_single_mc for r in result.per_seed):  # NaN check
         sys.stderr.write("multisource: warning: a source received no training point in some "
                          "seed; its MLE is undefined (reported as null/NaN)\n")
@@ -296,7 +308,8 @@ def replicate_budget(K: int, D: int, n: int, test_size: int, n_seeds: int
     return float(memory), float(per_seed * n_seeds)
 
 
-def _check_replicate_budget(setting: Any, n_seeds: int) -> None:
+def _check_replicate_budget(setting: Any, n_seeds: int) -> bool:
+    """Refuse a setting that cannot fit in memory; note the cost of a slow one (True)."""
     memory, seconds = replicate_budget(setting.K, setting.D, setting.n, setting.test_size,
                                        n_seeds)
     check_memory(f"this setting (K={setting.K}, D={setting.D}, n={setting.n}, "
@@ -306,14 +319,25 @@ def _check_replicate_budget(setting: Any, n_seeds: int) -> None:
         sys.stderr.write(f"multisource: note: this setting takes roughly {human_seconds(seconds)}"
                          f" on one CPU core and about {human_bytes(memory)} of memory "
                          f"(estimates); Ctrl-C stops it\n")
+        return True
+    return False
 
 
 def _run(args: argparse.Namespace) -> int:
     from multisource.experiments.runner import run_experiment
     from multisource.paths import REPO_ROOT
 
-    stored = run_experiment(args.experiment, args.profile, args.device,
-                            progress=not args.quiet, resume=not args.no_resume)
+    try:
+        stored = run_experiment(args.experiment, args.profile, args.device,
+                                progress=not args.quiet, resume=not args.no_resume)
+    except KeyboardInterrupt:
+        from multisource.paths import results_path
+
+        checkpoint = results_path(args.experiment, args.profile, ".partial.jsonl")
+        kept = (f"finished tasks are kept in {checkpoint.relative_to(REPO_ROOT)}; the same "
+                f"command resumes" if checkpoint.is_file() else "no task had finished")
+        sys.stderr.write(f"multisource: interrupted; {kept}\n")
+        return 130
     print(f"wrote {stored.csv_path.relative_to(REPO_ROOT)} "
           f"({len(stored.frame)} rows, {stored.provenance['wall_time_s']} s, "
           f"config {stored.provenance['config_hash']})")
