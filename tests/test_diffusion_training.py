@@ -232,3 +232,51 @@ def test_two_process_ddp_matches_one_process(digits, tmp_path):
     untrained = build_model(model_config, seed=train_config.seed).state_dict()
     with pytest.raises(AssertionError):
         assert_same_state(ranks[0]["model"], untrained, atol=1e-4)
+
+
+def test_snapshot_of_a_long_run_equals_a_run_stopped_there(digits, tmp_path):
+    """The schedule and EMA do not depend on total_steps: snapshots are the shorter budgets."""
+    from multisource.models.diffusion import load_snapshot, snapshot_steps
+
+    images, labels = digits
+    model_config, long_config = tiny_configs(total_steps=12, snapshot_every=4)
+    train(model_config, long_config, images, labels, tmp_path / "long", CPU, progress=False)
+    assert snapshot_steps(tmp_path / "long") == [4, 8, 12]
+    _, short_config = tiny_configs(total_steps=8)
+    short = train(model_config, short_config, images, labels, tmp_path / "short", CPU,
+                  progress=False)
+    snapped, seconds = load_snapshot(tmp_path / "long", 8)
+    assert seconds > 0
+    for std, ema in short.ema_models.items():
+        assert_same_state(snapped[std].state_dict(), ema.state_dict())
+    with pytest.raises(InputError, match="snapshots"):
+        load_snapshot(tmp_path / "long", 5)
+
+
+def test_latents_with_large_values_train_and_samples_are_not_clipped(tmp_path):
+    model_config, train_config = tiny_configs(total_steps=4)
+    model_config = dataclasses.replace(model_config, img_channels=4, sigma_data=5.0)
+    gen = torch.Generator().manual_seed(0)
+    latents = 5.0 * torch.randn(32, 4, 8, 8, generator=gen)
+    labels = torch.randint(0, 10, (32,), generator=gen)
+    with pytest.raises(InputError, match="value_range=None"):
+        train(model_config, train_config, latents, labels, tmp_path / "a", CPU, progress=False)
+    result = train(model_config, train_config, latents, labels, tmp_path / "b", CPU,
+                   progress=False, value_range=None)
+    out = sample(result.ema_models[0.10], torch.arange(4), num_steps=4, clip=None)
+    assert float(out.abs().max()) > 1.0
+    clipped = sample(result.ema_models[0.10], torch.arange(4), num_steps=4)
+    assert float(clipped.abs().max()) <= 1.0
+
+
+def test_bf16_autocast_trains_with_fp32_master_weights(digits, tmp_path):
+    images, labels = digits
+    model_config, fp32 = tiny_configs(total_steps=6)
+    bf16 = dataclasses.replace(fp32, precision="bf16")
+    a = train(model_config, fp32, images, labels, tmp_path / "fp32", CPU, progress=False)
+    b = train(model_config, bf16, images, labels, tmp_path / "bf16", CPU, progress=False)
+    assert all(p.dtype == torch.float32 for p in b.model.parameters())
+    assert b.provenance["precision"] == "bf16"
+    la, lb = a.log.loss.to_numpy(), b.log.loss.to_numpy()
+    assert abs(lb - la).max() < 0.05 * abs(la).max() + 0.05
+    assert not (lb == la).all()   # autocast really changed the arithmetic

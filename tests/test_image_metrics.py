@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 
 from multisource.image_metrics import (
-    InceptionUnavailableError,
     class_scores,
     frechet_distance,
     frechet_distance_features,
-    inception_features,
     kernel_inception_distance,
     load_or_train_classifier,
 )
 from multisource.image_metrics.frechet import gaussian_stats
+from multisource.image_metrics.inception import InceptionUnavailableError, inception_features
 from multisource.images import load_domain
 from multisource.validation import InputError
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multisource.image_metrics import InceptionUnavailableError
+from multisource.image_metrics.inception import InceptionUnavailableError
 from multisource.images import imagenet
 from multisource.validation import InputError
 

@@ -41,7 +41,10 @@ def test_editing_a_dependency_changes_the_hash(tmp_path, monkeypatch) -> None:
     unrelated.write_text(unrelated.read_text() + "\n# an edit elsewhere\n")
     assert code_hash("multisource.experiments.gaussian") == before
     bounds = copy / "bounds.py"
-    bounds.write_text(bounds.read_text() + "\n# an edit in a dependency\n")
+    text = bounds.read_text()
+    bounds.write_text(text.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
+    assert code_hash("multisource.experiments.gaussian") == before   # docs only
+    bounds.write_text(text + "\nEXTRA_CONSTANT = 1\n")
     assert code_hash("multisource.experiments.gaussian") != before
 
 

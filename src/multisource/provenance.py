@@ -5,8 +5,9 @@ A results table `data/results/<experiment>/<profile>.csv` is valid only next to 
 profile, whose `code_hash` matches the current source of the modules that compute it, and
 whose `csv_sha256` matches the table's bytes. Anything else is not shown.
 
-The code hash of an experiment covers its module and every `multisource` module it imports,
-directly or through others (found statically, so imports inside functions count), except the
+The code hash of an experiment covers the syntax tree (docstrings, comments and layout left out)
+of its module and every `multisource` module it imports, directly or through others (found
+statically, so imports inside functions count), except the
 infrastructure modules in `INFRASTRUCTURE_MODULES`: they check, store and display numbers but
 never compute them, and hashing them would make every change to the command line invalidate
 hours of training.
@@ -113,26 +114,42 @@ def code_modules(module: str) -> list[str]:
     return sorted(m for m in seen if m not in INFRASTRUCTURE_MODULES or m == module)
 
 
+def normalised_source(path: Path) -> str:
+    """The syntax tree of a module with docstrings dropped, as text.
+
+    Comments, docstrings and layout cannot change a number, so editing them does not make
+    stored results stale; every statement and expression still counts.
+    """
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
 def module_source_file(module: str) -> Path | None:
     """The source file of a module (see `code_modules`), or None when it has none."""
     return _module_file(module)
 
 
 def modules_hash(modules: list[str]) -> str:
-    """A short SHA-256 of the names and sources of `modules`, in the order given."""
+    """A short SHA-256 of the names and normalised sources of `modules`, in order."""
     digest = hashlib.sha256()
     for name in modules:
         path = _module_file(name)
         if path is None:
             raise ValueError(f"module {name!r} has no source file")
         digest.update(f"{name}\n".encode())
-        digest.update(path.read_bytes())
+        digest.update(normalised_source(path).encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
 
 
 def code_hash(module: str) -> str:
-    """A short SHA-256 of the source of every module in `code_modules(module)`."""
+    """A short SHA-256 of the normalised source of every module in `code_modules(module)`."""
     return modules_hash(code_modules(module))
 
 

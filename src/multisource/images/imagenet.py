@@ -302,7 +302,7 @@ def sample_subset(run_dir: str | Path, out: str | Path, *, samples_per_class: in
 def _features(images: np.ndarray, extractor: str, inception_weights: str | Path | None
               ) -> np.ndarray:
     if extractor == "inception":
-        from multisource.image_metrics import inception_features
+        from multisource.image_metrics.inception import inception_features
 
         return inception_features(images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0,
                                   inception_weights)
@@ -324,7 +324,7 @@ def evaluate_subset(samples: str | Path, reference: str | Path, *, extractor: st
 
     check_choice("extractor", extractor, ("inception", "pixels"))
     if extractor == "inception":
-        from multisource.image_metrics import inception_weights_path
+        from multisource.image_metrics.inception import inception_weights_path
 
         inception_weights_path(inception_weights)  # fail before any work
     gen, ref = load_subset(samples), load_subset(reference)

@@ -24,6 +24,8 @@ from multisource.models.diffusion.training import (
     edm2_loss,
     learning_rate,
     load_result,
+    load_snapshot,
+    snapshot_steps,
     train,
 )
 
@@ -42,8 +44,10 @@ __all__ = [
     "heun_sigmas",
     "learning_rate",
     "load_result",
+    "load_snapshot",
     "paper_train_config",
     "sample",
     "sigma_rel_to_gamma",
+    "snapshot_steps",
     "train",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from multisource.validation import InputError, check_choice, check_float, check_int
 
 LR_DECAYS = ("edm2", "multisource")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class TrainConfig:
     The learning rate at step s (1-based) is lr_ref / sqrt(max(s / t_ref_steps, 1)) times the
     warm-up factor min(s / warmup_steps, 1). `lr_decay="multisource"` is the variant of the
     multi-source paper's code: past t_ref it divides by sqrt(4 s / t_ref_steps) instead.
+    `precision="bf16"` runs forward and backward under bfloat16 autocast with fp32 master
+    weights, optimiser and EMA. `snapshot_every > 0` saves the EMAs every that many steps, so
+    one long run also yields the models of every shorter budget (the schedule does not depend
+    on `total_steps`).
     """
 
     batch_size: int = 64
@@ -99,6 +104,8 @@ class TrainConfig:
     adam_beta2: float = 0.99
     adam_eps: float = 1e-8
     batch_per_device: int | None = None   # micro-batch for gradient accumulation; None: all
+    precision: str = "fp32"
+    snapshot_every: int = 0
 
     def __post_init__(self) -> None:
         check_int("batch_size", self.batch_size, minimum=1, maximum=1_000_000)
@@ -119,6 +126,8 @@ class TrainConfig:
         check_float("adam_beta1", self.adam_beta1, minimum=0.0, maximum=0.999999)
         check_float("adam_beta2", self.adam_beta2, minimum=0.0, maximum=0.999999)
         check_float("adam_eps", self.adam_eps, minimum=0.0, maximum=1.0)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_int("snapshot_every", self.snapshot_every, minimum=0)
 
 
 # The multi-source paper's EDM2-XS schedules on ImageNet latents, keyed by

@@ -51,8 +51,12 @@ def heun_sample(model: nn.Module, noise: torch.Tensor, labels: torch.Tensor | No
 def sample(model: nn.Module, labels: torch.Tensor | None, *, num_steps: int = 32, seed: int = 0,
            device: torch.device | str | None = None, batch_size: int = 256,
            sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-           num_samples: int | None = None) -> torch.Tensor:
-    """One image per label by the deterministic Heun sampler: [N, C, H, W] in [-1, 1].
+           num_samples: int | None = None,
+           clip: tuple[float, float] | None = (-1.0, 1.0)) -> torch.Tensor:
+    """One sample per label by the deterministic Heun sampler: [N, C, H, W].
+
+    Pixel-space samples are clipped to `clip` (the data range, [-1, 1] by default); pass
+    `clip=None` for latents, whose range is not bounded.
 
     The initial noise of all N images is drawn at once on the CPU from `seed`, so the result
     does not depend on `batch_size` or the device (beyond floating-point rounding). `labels`
@@ -63,6 +67,8 @@ def sample(model: nn.Module, labels: torch.Tensor | None, *, num_steps: int = 32
     config = inner.config
     check_int("seed", seed, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
+    if clip is not None and not (len(clip) == 2 and clip[0] < clip[1]):
+        raise InputError(f"clip must be None or a pair (low, high) with low < high, got {clip}")
     if labels is None:
         if config.label_dim:
             raise InputError(f"labels must be given for a model with label_dim={config.label_dim}")
@@ -97,4 +103,5 @@ def sample(model: nn.Module, labels: torch.Tensor | None, *, num_steps: int = 32
         inner.to(home)
     if not out:
         return noise[:0]
-    return torch.cat(out).clamp(-1, 1)
+    samples = torch.cat(out)
+    return samples if clip is None else samples.clamp(*clip)

@@ -4,8 +4,9 @@ Randomness is a function of (seed, step): each step draws the global batch (indi
 levels, noise) from a generator seeded with (seed, step), and every rank takes its slice. So a
 run on R ranks sees the same global batch as a run in one process, and a resumed run continues
 exactly where the interrupted one stopped. Rank 0 writes `config.json` at the start,
-`checkpoint.pt` (model, EMAs, optimiser, step, log, RNG states; atomically) every
-`checkpoint_every` steps and at the end, then `log.csv` and `provenance.json`.
+`checkpoint.pt` (model, EMAs, optimiser, step, log, RNG states, training seconds; atomically)
+every `checkpoint_every` steps and at the end, EMA snapshots `snapshots/ema-<step>.pt` every
+`snapshot_every` steps when asked, then `log.csv` and `provenance.json`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _log = logging.getLogger("multisource.diffusion")
 
 EXPERIMENT = "diffusion"
 CHECKPOINT = "checkpoint.pt"
+SNAPSHOT_DIR = "snapshots"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
 PROVENANCE_FILE = "provenance.json"
@@ -131,12 +133,14 @@ def make_batch(images: torch.Tensor, labels: torch.Tensor | None, step: int,
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple, lr: float,
-               sigma_data: float, micro_batch: int | None = None) -> torch.Tensor:
+               sigma_data: float, micro_batch: int | None = None,
+               autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
     """One optimiser step (forward, backward, Adam); returns the detached mean loss.
 
     With `micro_batch`, the batch is processed in chunks whose gradients are accumulated
     (weighted by chunk size, so the step equals one on the whole batch); under DDP the
-    gradients are all-reduced only with the last chunk.
+    gradients are all-reduced only with the last chunk. With `autocast_dtype` (bfloat16) the
+    forward pass runs under autocast; weights, gradients and Adam stay in fp32.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -151,9 +155,12 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple,
         last = i == len(starts) - 1
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") \
             else model.no_sync()
+        autocast = (torch.autocast(x.device.type, dtype=autocast_dtype)
+                    if autocast_dtype is not None else contextlib.nullcontext())
         with sync:
-            part = edm2_loss(model, x[sl], None if onehot is None else onehot[sl], sigma[sl],
-                             noise[sl], sigma_data) * (x[sl].shape[0] / n)
+            with autocast:
+                part = edm2_loss(model, x[sl], None if onehot is None else onehot[sl],
+                                 sigma[sl], noise[sl], sigma_data).float() * (x[sl].shape[0] / n)
             part.backward()
         total += part.detach()
     for p in model.parameters():
@@ -186,7 +193,8 @@ def data_fingerprint(images: torch.Tensor, labels: torch.Tensor | None) -> str:
 
 
 def _validate(model_config: DiffusionConfig, train_config: TrainConfig, images: torch.Tensor,
-              labels: torch.Tensor | None, world_size: int) -> None:
+              labels: torch.Tensor | None, world_size: int,
+              value_range: tuple[float, float] | None) -> None:
     if not isinstance(model_config, DiffusionConfig):
         raise InputError(f"model_config must be a DiffusionConfig, got "
                          f"{type(model_config).__name__}")
@@ -198,10 +206,16 @@ def _validate(model_config: DiffusionConfig, train_config: TrainConfig, images: 
         shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise InputError(f"images must be a float tensor [N>=1, {c}, {r}, {r}], got {shape}")
     if not images.is_floating_point():
-        raise InputError(f"images must be floating point in [-1, 1], got dtype {images.dtype}")
+        raise InputError(f"images must be floating point, got dtype {images.dtype}")
     lo, hi = float(images.min()), float(images.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1.0001 or hi > 1.0001:
-        raise InputError(f"images must lie in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError("images must be finite, got NaN or infinite values")
+    if value_range is not None:
+        low, high = value_range
+        slack = 1e-4 * (high - low)
+        if lo < low - slack or hi > high + slack:
+            raise InputError(f"images must lie in [{low:g}, {high:g}], got values in "
+                             f"[{lo:.3g}, {hi:.3g}] (latents: pass value_range=None)")
     if model_config.label_dim:
         if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or \
                 labels.shape[0] != images.shape[0] or labels.is_floating_point():
@@ -248,8 +262,14 @@ def _rng_states() -> dict[str, Any]:
 
 def train(model_config: DiffusionConfig, train_config: TrainConfig, images: torch.Tensor,
           labels: torch.Tensor | None, out_dir: Path, device: torch.device,
-          progress: bool = True, *, stop_after: int | None = None) -> TrainResult:
-    """Train the denoiser on `images` [N, C, H, W] in [-1, 1] with class `labels` [N].
+          progress: bool = True, *, stop_after: int | None = None,
+          value_range: tuple[float, float] | None = (-1.0, 1.0), channels_last: bool = False,
+          compile_model: bool = False) -> TrainResult:
+    """Train the denoiser on `images` [N, C, H, W] with class `labels` [N].
+
+    Pixel images lie in `value_range` ([-1, 1]); latents (any finite values, e.g. normalised
+    VAE latents) pass `value_range=None`. `channels_last` and `compile_model` (torch.compile)
+    change speed, not the maths; they are recorded in the provenance.
 
     Resumes from `out_dir/checkpoint.pt` when it was written for the same configs and data (a
     finished run returns at once); refuses a checkpoint of other configs or data. Under
@@ -261,9 +281,10 @@ def train(model_config: DiffusionConfig, train_config: TrainConfig, images: torc
     out_dir = Path(out_dir)
     rank, world, device, created_pg = _dist_setup(device)
     try:
-        _validate(model_config, train_config, images, labels, world)
+        _validate(model_config, train_config, images, labels, world, value_range)
         return _train(model_config, train_config, images, labels, out_dir, device, progress,
-                      stop_after, rank, world)
+                      stop_after, rank, world, channels_last=channels_last,
+                      compile_model=compile_model)
     finally:
         if created_pg:
             dist.destroy_process_group()
@@ -271,7 +292,8 @@ def train(model_config: DiffusionConfig, train_config: TrainConfig, images: torc
 
 def _train(model_config: DiffusionConfig, train_config: TrainConfig, images: torch.Tensor,
            labels: torch.Tensor | None, out_dir: Path, device: torch.device, progress: bool,
-           stop_after: int | None, rank: int, world: int) -> TrainResult:
+           stop_after: int | None, rank: int, world: int, *, channels_last: bool,
+           compile_model: bool) -> TrainResult:
     configs = _configs_dict(model_config, train_config)
     chash = config_hash(EXPERIMENT, configs)
     dhash = data_fingerprint(images, labels)
@@ -303,12 +325,17 @@ def _train(model_config: DiffusionConfig, train_config: TrainConfig, images: tor
         if 0 < step < train_config.total_steps:
             _log.info("resuming %s from step %d", out_dir, step)
 
-    images = images.to(device, torch.float32)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    images = images.to(device, torch.float32).contiguous(memory_format=memory_format)
     labels = labels.to(device) if (labels is not None and model_config.label_dim) else None
+    model.to(memory_format=memory_format)
     net: nn.Module = model
     if world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index]
                                       if device.type == "cuda" else None)
+    if compile_model:
+        net = torch.compile(net)
+    autocast_dtype = torch.bfloat16 if train_config.precision == "bf16" else None
 
     def checkpoint() -> None:
         if rank != 0:
@@ -341,8 +368,10 @@ def _train(model_config: DiffusionConfig, train_config: TrainConfig, images: tor
         lr = learning_rate(step, train_config)
         batch = make_batch(images, labels, step, model_config, train_config, rank, world)
         loss = train_step(net, optimizer, batch, lr, model_config.sigma_data,
-                          train_config.batch_per_device)
+                          train_config.batch_per_device, autocast_dtype)
         ema.update(model, step)
+        if rank == 0 and train_config.snapshot_every and step % train_config.snapshot_every == 0:
+            _write_snapshot(out_dir, step, ema, seconds_before + time.perf_counter() - t0)
         loss_sum += loss
         loss_count += 1
         seconds = seconds_before + time.perf_counter() - t0
@@ -373,7 +402,9 @@ def _train(model_config: DiffusionConfig, train_config: TrainConfig, images: tor
         experiment=EXPERIMENT, profile=profile, config=configs, device=describe_device(device),
         wall_time_s=seconds,
         extra={"data_sha256_16": dhash, "world_size": world, "steps_done": step,
-               "completed": not interrupted, "resumed_from_step": start_step or None})
+               "completed": not interrupted, "resumed_from_step": start_step or None,
+               "precision": train_config.precision, "channels_last": channels_last,
+               "compiled": compile_model})
     if rank == 0 and not interrupted and step > start_step:
         atomic_write_text(out_dir / LOG_FILE, log.to_csv(index=False))
         atomic_write_text(out_dir / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
@@ -384,6 +415,51 @@ def _train(model_config: DiffusionConfig, train_config: TrainConfig, images: tor
     model.eval()
     return TrainResult(model=model, ema_models=dict(ema.models), log=log, provenance=record,
                        out_dir=out_dir, completed=not interrupted, steps_done=step)
+
+
+def _snapshot_path(out_dir: Path, step: int) -> Path:
+    return Path(out_dir) / SNAPSHOT_DIR / f"ema-{step:09d}.pt"
+
+
+def _write_snapshot(out_dir: Path, step: int, ema: PowerFunctionEMA, seconds: float) -> None:
+    state = {"step": step, "seconds": seconds, "ema": ema.state_dict()}
+    atomic_write_bytes(_snapshot_path(out_dir, step), _serialize(state))
+
+
+def snapshot_steps(out_dir: Path) -> list[int]:
+    """Steps at which `out_dir` holds an EMA snapshot, ascending."""
+    folder = Path(out_dir) / SNAPSHOT_DIR
+    steps = []
+    for path in folder.glob("ema-*.pt"):
+        with contextlib.suppress(ValueError):
+            steps.append(int(path.stem.split("-", 1)[1]))
+    return sorted(steps)
+
+
+def load_snapshot(out_dir: Path, step: int, device: torch.device | str = "cpu"
+                  ) -> tuple[dict[float, nn.Module], float]:
+    """The EMA models saved at `step` of the run in `out_dir`, and the training seconds to then.
+
+    Because the learning-rate schedule and the EMA do not depend on `total_steps`, these are
+    the EMAs a run stopped at `step` would have produced.
+    """
+    out_dir = Path(out_dir)
+    path = _snapshot_path(out_dir, step)
+    if not path.exists():
+        raise InputError(f"step must be one of the saved snapshots {snapshot_steps(out_dir)}, "
+                         f"got {step}")
+    ckpt_path = out_dir / CHECKPOINT
+    if not ckpt_path.exists():
+        raise InputError(f"out_dir must hold a {CHECKPOINT}; none in {out_dir}")
+    device = torch.device(device)
+    configs = torch.load(ckpt_path, map_location="cpu", weights_only=True)["configs"]
+    model_config = _config_from_dict(DiffusionConfig, configs["model"])
+    train_config = _config_from_dict(TrainConfig, configs["train"])
+    model = build_model(model_config, seed=train_config.seed).to(device)
+    ema = PowerFunctionEMA(model, train_config.ema_stds)
+    state = torch.load(path, map_location=device, weights_only=True)
+    ema.load_state_dict(state["ema"])
+    return dict(ema.models), float(state["seconds"])
 
 
 def _config_from_dict(cls: type, data: dict[str, Any]) -> Any:
