@@ -171,3 +171,17 @@ def test_normalising_makes_run_specific_details_stable() -> None:
     assert "remove-cell" in one["cells"][1]["metadata"]["tags"]
     assert "papermill" not in one["metadata"]
     assert "execution" not in one["cells"][0]["metadata"]
+
+
+def test_only_values_that_change_the_run_are_injected(tmp_path) -> None:
+    import torch
+
+    chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=tmp_path)
+    chapter.source.write_text(SOURCE)
+    injected = chapters._injected_parameters
+    assert injected(plan_execution(chapter)) == {}
+    # `cpu` is what `auto` means on a machine without CUDA: nothing to inject, same notebook
+    assert ("device" in injected(plan_execution(chapter, device="cpu"))) == \
+        torch.cuda.is_available()
+    assert injected(plan_execution(chapter, profile="smoke", parameters={"seed": 4})) == \
+        {"profile": "smoke", "seed": 4}

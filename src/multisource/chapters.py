@@ -475,9 +475,7 @@ def execute_chapter(chapter: Chapter | ExecutionPlan, *, profile: str = COMMITTE
         chapter, profile=profile, device=device, parameters=parameters)
     chapter = plan.chapter
     inputs = chapter_inputs(chapter, plan.profile)
-    injected = {k: v for k, v in (("profile", plan.profile), ("device", plan.device))
-                if v != chapter_parameters(chapter).get(k)}
-    injected.update(plan.parameters)
+    injected = _injected_parameters(plan)
     bar: bool | dict[str, str] = False
     if progress:
         bar = {"desc": progress if isinstance(progress, str) else chapter.stem}
@@ -518,6 +516,27 @@ def execute_chapter(chapter: Chapter | ExecutionPlan, *, profile: str = COMMITTE
         atomic_write_text(plan.output, notebook_text(result))
     _log_run(plan, wall, written)
     return Execution(plan, wall, written)
+
+
+def _injected_parameters(plan: ExecutionPlan) -> dict[str, Any]:
+    """What papermill must inject: only values that change what the notebook does.
+
+    A device that resolves to the same hardware as the chapter's default (`cpu` where `auto`
+    means the CPU) is not injected, so it does not change the committed notebook either.
+    """
+    from multisource.devices import describe_device, resolve_device
+
+    defaults = chapter_parameters(plan.chapter)
+    injected: dict[str, Any] = {}
+    if plan.profile != defaults.get("profile"):
+        injected["profile"] = plan.profile
+    default_device = defaults.get("device")
+    if plan.device != default_device and not (
+            default_device in ("auto", "cpu")
+            and describe_device(resolve_device(default_device)) == plan.device_name):
+        injected["device"] = plan.device
+    injected.update(plan.parameters)
+    return injected
 
 
 @contextmanager
