@@ -237,3 +237,81 @@ def test_bad_input_raises_a_one_line_input_error(call, name):
         call()
     message = str(info.value)
     assert name in message and "\n" not in message
+
+
+# --------------------------------------------------------------------------- p_Y-weighted norm
+
+
+def _unbalanced(K: int, p_small: float) -> np.ndarray:
+    return np.r_[p_small, np.full(K - 1, (1 - p_small) / (K - 1))]
+
+
+@pytest.mark.parametrize("estimator", ["multi", "single"])
+@pytest.mark.parametrize("p_small", [0.2, 0.05, 0.002])
+def test_weighted_brackets_have_weighted_size_at_most_epsilon(estimator, p_small):
+    p_y = _unbalanced(5, p_small)
+    for eps in (1e-1, 1e-3, 1e-6):
+        b = br.weighted_bracketing(eps, p_y, 10, 4, estimator, side=7.0)
+        assert b.size <= eps
+        # recompute the size from the cells, independently of the search
+        d_spec = 10 if estimator == "single" else 4
+        d_sh = 0 if estimator == "single" else 6
+        shared_widths = np.full(d_sh, 7.0 / b.shared_cells)
+        sizes = [br.bracket_size(np.r_[np.full(d_spec, 7.0 / m), shared_widths])
+                 for m in b.specific_cells]
+        assert p_y @ sizes == pytest.approx(b.size, rel=1e-12)
+        expected = d_spec * np.log(b.specific_cells).sum() + d_sh * np.log(b.shared_cells)
+        assert b.log_count == pytest.approx(expected, rel=1e-12)
+
+
+def test_weighted_count_at_uniform_p_equals_the_cubic_count_for_single_source():
+    for eps in (1e-2, 1e-5):
+        b = br.weighted_bracketing(eps, np.full(4, 0.25), 3, 1, "single", side=5.0)
+        assert b.log_count == pytest.approx(br.log_bracket_count(eps, 4, 3, 1, "single", 5.0),
+                                            rel=1e-12)
+
+
+@pytest.mark.parametrize(("K", "d", "d1"), [(5, 10, 5), (3, 4, 1), (10, 2, 2)])
+def test_weighted_count_depends_on_p_y_only_through_specific_coordinates(K, d, d1):
+    """To first order, log N(p) - log N(uniform) = d_s sum_k log(K p_k), d_s = d1 (multi) or d
+    (single): the shared coordinates' count does not move with p_Y. Could fail if the
+    allocation or the sizes were wrong."""
+    p_y = _unbalanced(K, 0.01)
+    uniform = np.full(K, 1.0 / K)
+    for estimator, d_s in (("multi", d1), ("single", d)):
+        shift = (br.weighted_bracketing(1e-7, p_y, d, d1, estimator, 6.0).log_count
+                 - br.weighted_bracketing(1e-7, uniform, d, d1, estimator, 6.0).log_count)
+        predicted = d_s * np.log(K * p_y).sum()
+        assert shift == pytest.approx(predicted, abs=1e-3 * max(1.0, abs(predicted)))
+
+
+@FAST
+@given(seed=st.integers(0, 2**32 - 1), data=st.data(), log_eps=st.floats(-3.0, -0.5))
+def test_weighted_brackets_cover_random_parameters(seed, data, log_eps):
+    """A random multi-source parameter lies in one weighted bracket: cell per source on the
+    specific coordinates, one cell on the shared ones, on the grids the construction chose."""
+    K, d = 3, data.draw(st.integers(1, 3))
+    d1 = data.draw(st.integers(0, d))
+    rng = np.random.default_rng(seed)
+    p_y = rng.dirichlet(np.ones(K)) * 0.97 + 0.01
+    p_y /= p_y.sum()
+    low, side = -1.0, 4.0
+    b = br.weighted_bracketing(10.0**log_eps, p_y, d, d1, "multi", side)
+    specific = rng.uniform(low, low + side, size=(K, d1))
+    shared = rng.uniform(low, low + side, size=d - d1)
+    x = rng.normal(0.5, 2.0, size=(30, d))
+    for k in range(K):
+        lo_s, hi_s = br.cell_of(specific[k], low, side, int(b.specific_cells[k])) if d1 else (
+            np.empty(0), np.empty(0))
+        lo_h, hi_h = br.cell_of(shared, low, side, b.shared_cells) if d > d1 else (
+            np.empty(0), np.empty(0))
+        lower, upper = br.envelopes(x, np.r_[lo_s, lo_h], np.r_[hi_s, hi_h])
+        dens = br.gaussian_density(x, np.r_[specific[k], shared])
+        assert np.all(lower <= dens * (1 + 1e-12)) and np.all(dens <= upper * (1 + 1e-12))
+
+
+def test_weighted_bracketing_rejects_bad_p_y():
+    with pytest.raises(InputError, match=r"^p_y must"):
+        br.weighted_bracketing(0.1, np.array([0.5, 0.6]), 2, 1, "multi", 1.0)
+    with pytest.raises(InputError, match=r"^p_y must"):
+        br.weighted_bracketing(0.1, np.array([0.0, 1.0]), 2, 1, "multi", 1.0)

@@ -61,3 +61,14 @@ def test_claims_are_asserted_and_key_numbers_checked(stem: str) -> None:
     assert sum("assert " in s for s in sources) >= 2
     checked = [s for s in sources if s.lstrip().startswith("# NBVAL_CHECK_OUTPUT")]
     assert 2 <= len(checked) <= 3
+
+
+def test_tables_have_a_fixed_id() -> None:
+    import pandas as pd
+
+    from multisource.tables import table_html
+
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    first = table_html(frame.style.format(precision=2), "demo")
+    assert first == table_html(frame.style.format(precision=2), "demo")
+    assert 'id="T_demo"' in first

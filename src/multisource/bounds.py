@@ -2,9 +2,11 @@
 
 Poster (Wang et al. 2025): R(multi) = O~(sqrt(((K-1) d1 + d) / n)) and
 R(single) = O~(sqrt(K d / n)).
-Their ratio is sqrt(1 - (K-1)/K * beta_sim) with beta_sim = (d - d1) / d; for deep models the
-paper reads beta_sim as the fraction of shared parameters. Constants and log factors hidden in
-O~ are not public, so every "theory" curve here is the rate itself with constant 1.
+Their ratio is sqrt(1 - (K-1)/K * beta_sim) with beta_sim = (d - d1) / d: our algebra from the
+poster's two rates; a secondary summary of the paper ([SEC] in the reference digest) says the
+paper states this form and reads beta_sim as the fraction of shared parameters for deep models.
+The constants and log factors hidden in O~ could not be obtained, so every "theory" curve here
+is the rate itself with constant 1.
 """
 
 from __future__ import annotations

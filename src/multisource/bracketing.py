@@ -37,6 +37,7 @@ classes (the construction is ours, not the paper's).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
@@ -244,9 +245,109 @@ def cell_of(mean: np.ndarray, low: float, side: float, m: int) -> tuple[np.ndarr
     return cell_low, cell_low + width
 
 
+
+
+# --------------------------------------------------------------------------- p_Y-weighted norm
+
+@dataclass(frozen=True)
+class WeightedBracketing:
+    """Our bracketing of a conditional Gaussian class in the p_Y-weighted L1 norm
+    sum_y p_Y(y) ||u(., y) - l(., y)||_1.
+
+    `specific_cells[k]`: cells per axis on source k's own coordinates (d1 of them for "multi",
+    all d for "single"); `shared_cells`: cells per axis on the d - d1 shared coordinates ("multi"
+    only; 1 otherwise); `size`: the exact weighted size of every bracket; `log_count`: the log of
+    the number of brackets.
+    """
+
+    epsilon: float
+    specific_cells: np.ndarray
+    shared_cells: int
+    size: float
+    log_count: float
+
+
+def _weighted_size(specific: np.ndarray, shared: int, p_y: np.ndarray, d_specific: int,
+                   d_shared: int, side: float) -> float:
+    sizes = []
+    for m_k in specific:
+        widths = np.r_[np.full(d_specific, side / m_k), np.full(d_shared, side / shared)]
+        sizes.append(bracket_size(widths))
+    return float(np.dot(p_y, sizes))
+
+
+def weighted_bracketing(epsilon: float, p_y: np.ndarray, d: int, d1: int, estimator: str,
+                        side: float) -> WeightedBracketing:
+    """Brackets of size <= epsilon in the p_Y-weighted L1 norm (the construction is ours).
+
+    A source's bracket size enters weighted by p_Y(k), so rare sources may get coarser cells.
+    For small cells the weighted size is about sqrt(2/pi) (sum_k p_k d_s w_k + d_sh v), and
+    minimising the count sum_k d_s log(1/w_k) + d_sh log(1/v) under that budget gives
+    w_k = 1 / (lam p_k) for source k's d_s own coordinates and v = 1 / lam for the shared ones
+    (Lagrange). We take m_k = ceil(lam p_k side) and m_shared = ceil(lam side) cells per axis
+    and choose the smallest lam (bisection) whose exact weighted size is <= epsilon.
+    To first order the count is then sum_k d_s log(K p_k) below its value at uniform p_Y: the
+    shared coordinates' count does not depend on p_Y.
+    """
+    epsilon = check_float("epsilon", epsilon, minimum=0.0)
+    if epsilon <= 0.0:
+        raise InputError(f"epsilon must be a number > 0, got {epsilon}")
+    d = check_int("d", d, minimum=1)
+    d1 = check_int("d1", d1, minimum=0, maximum=d)
+    side = check_float("side", side, minimum=0.0)
+    if side <= 0.0:
+        raise InputError(f"side must be a number > 0, got {side}")
+    if estimator not in ("multi", "single"):
+        raise InputError(f"estimator must be one of multi, single; got {estimator!r}")
+    p_y = np.asarray(p_y, float)
+    if p_y.ndim != 1 or np.any(p_y <= 0) or not np.isclose(p_y.sum(), 1.0):
+        raise InputError("p_y must be a 1-D array of positive probabilities summing to 1")
+    d_specific = d if estimator == "single" else d1
+    d_shared = 0 if estimator == "single" else d - d1
+
+    def cells(lam: float) -> tuple[np.ndarray, int]:
+        specific = np.maximum(1, np.ceil(lam * p_y * side)).astype(np.int64)
+        shared = max(1, math.ceil(lam * side)) if d_shared else 1
+        return specific, shared
+
+    def size(lam: float) -> float:
+        return _weighted_size(*cells(lam), p_y, d_specific, d_shared, side)
+
+    lo, hi = 1e-12, 1.0
+    while size(hi) > epsilon:
+        lo, hi = hi, hi * 2.0
+    if size(lo) <= epsilon:
+        hi = lo
+    else:
+        for _ in range(200):
+            mid = math.sqrt(lo * hi)
+            if size(mid) <= epsilon:
+                hi = mid
+            else:
+                lo = mid
+            if hi / lo < 1 + 1e-12:
+                break
+    specific, shared = cells(hi)
+    log_count = d_specific * float(np.sum(np.log(specific))) + d_shared * math.log(shared)
+    return WeightedBracketing(float(epsilon), specific, int(shared), size(hi), log_count)
+
+
 __all__ = [
-    "SQRT_2PI", "bracket_count_table", "bracket_size", "bracket_size_1d", "bracket_size_cube",
-    "cell_of", "cells_per_axis", "envelope_masses", "envelopes", "fitted_slope",
-    "free_dimensions", "gaussian_density", "log_bracket_count", "log_bracket_count_family",
+    "SQRT_2PI",
+    "WeightedBracketing",
+    "bracket_count_table",
+    "bracket_size",
+    "bracket_size_1d",
+    "bracket_size_cube",
+    "cell_of",
+    "cells_per_axis",
+    "envelope_masses",
+    "envelopes",
+    "fitted_slope",
+    "free_dimensions",
+    "gaussian_density",
+    "log_bracket_count",
+    "log_bracket_count_family",
     "max_cell_width",
+    "weighted_bracketing",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats
 
 from multisource.validation import InputError, check_int
 
@@ -31,6 +32,20 @@ def check_source_distribution(p_y: np.ndarray, K: int) -> np.ndarray:
     if np.any(p_y < 0) or not np.isclose(p_y.sum(), 1.0):
         raise InputError("p_y must be non-negative and sum to 1")
     return p_y
+
+
+def nonempty_count_law(n: int, p: float, tail: float = 1e-15) -> tuple[np.ndarray, np.ndarray]:
+    """The counts m >= 1 that carry the mass of n_k ~ Binomial(n, p) given n_k >= 1, and their
+    conditional probabilities. Counts beyond probability `tail` in either tail are dropped, so
+    the returned weights sum to at least 1 - 2 tail."""
+    n = check_int("n", n, minimum=1)
+    if not 0.0 < p <= 1.0:
+        raise InputError(f"p must be a probability in (0, 1], got {p}")
+    law = stats.binom(n, p)
+    lo = max(1, int(law.ppf(tail)) - 1)
+    hi = min(n, int(law.isf(tail)) + 1)
+    m = np.arange(lo, hi + 1)
+    return m, law.pmf(m) / law.sf(0)
 
 
 @dataclass(frozen=True)

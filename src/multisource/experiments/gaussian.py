@@ -8,8 +8,9 @@ Three ways to get the average TV risk of the multi- and single-source MLEs:
    the fitted mean e is Gaussian given the counts, TV(N(e, I), N(0, I)) = P(|Z| < |e|/2) for
    an independent Z ~ N(0, 1), so E[TV | n_k = m] = P(4 chi2_1 - chi2_{d1}/m - chi2_{ds}/n < 0)
    (multi) or P(4 chi2_1 - chi2_d/m < 0) (single): the CDF of a quadratic form in Gaussians,
-   which Imhof's (1961) formula gives as a one-dimensional integral. Summed over the binomial
-   law of n_k (conditioned on n_k >= 1, the only case where the MLE exists).
+   which Imhof's (1961) formula gives as a one-dimensional integral (single-source: an
+   incomplete beta function). Averaged over the binomial law of n_k (conditioned on n_k >= 1,
+   the only case where the MLE exists) inside that one integral, so it stays fast at n = 10^6.
 3. `simulate_risks`: thousands of seeds per second, drawing the sufficient statistics (counts,
    then the mean errors) and applying the closed-form TV; no test points, no Monte-Carlo noise.
 """
@@ -25,12 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import integrate, stats
+from scipy import integrate, special
 
 from multisource.bounds import bound_ratio, gaussian_rate_multi, gaussian_rate_single
 from multisource.experiments import Experiment, register
 from multisource.metrics import tv_from_distance
-from multisource.sources import check_source_distribution, shared_dimension
+from multisource.sources import check_source_distribution, nonempty_count_law, shared_dimension
 from multisource.validation import InputError, check_choice, check_float, check_int
 
 PUBLISHED_SEEDS: tuple[int, ...] = (3, 33, 520, 2025, 25731)
@@ -271,12 +272,99 @@ def expected_tv_given_count(m: np.ndarray, d: int, d1: int, n: int, estimator: s
                                       [1, d1, d - d1])
 
 
+def _single_tv_given_count(m: np.ndarray, d: int) -> np.ndarray:
+    """E[TV | n_k = m] when all d coordinates are estimated from m points: closed form.
+
+    P(4 chi2_1 < chi2_d / m) = P(B < 1 / (4m + 1)) with B = chi2_1 / (chi2_1 + chi2_d) ~ Beta(1/2,
+    d/2), the regularized incomplete beta function.
+    """
+    return special.betainc(0.5, 0.5 * d, 1.0 / (4.0 * np.asarray(m, float) + 1.0))
+
+
+def _multi_tv_mixed_over_counts(m: np.ndarray, weights: np.ndarray, d: int, d1: int,
+                                n: int) -> float:
+    """sum_m weights_m E[TV | n_k = m] for the multi-source estimator (0 < d1 < d), with the sum
+    over counts inside one Imhof integral: P(Q_m < 0) is linear in the integrand, so the mixture
+    needs one scalar integral instead of one per count."""
+    d_shared = d - d1
+    inv_m = 1.0 / np.asarray(m, float)
+    mass = float(np.sum(weights))
+
+    def integrand(u: float) -> float:
+        if u == 0.0:  # the limit u -> 0 of sin(theta) / (u rho), summed over the counts
+            return 0.5 * ((4.0 - d_shared / n) * mass - d1 * float(np.dot(weights, inv_m)))
+        theta = 0.5 * (math.atan(4.0 * u) - d1 * np.arctan(u * inv_m)
+                       - d_shared * math.atan(u / n))
+        log_rho = 0.25 * (math.log1p(16.0 * u * u) + d1 * np.log1p((u * inv_m) ** 2)
+                          + d_shared * math.log1p((u / n) ** 2))
+        return float(np.dot(weights, np.sin(theta) * np.exp(-log_rho))) / u
+
+    # The integrand changes on the scales 1/4, the counts and n. Beyond 1/4 it is integrated in
+    # t = log u (integrand u g(u), smooth and decaying like exp(-t (1 + d) / 2)), with
+    # breakpoints at those scales and every factor 8 between them; the last piece runs 100
+    # units of t past 64 n, where the integrand is below exp(-100) of its size there.
+    pieces = int(np.ceil(np.log(256.0 * n) / np.log(8.0))) + 1
+    edges = sorted({*np.geomspace(0.25, 64.0 * n, pieces).tolist(), float(m[0]), float(m[-1])})
+    log_edges = [math.log(e) for e in edges if e >= 0.25] + [math.log(64.0 * n) + 100.0]
+    total, _ = integrate.quad(integrand, 0.0, 0.25, epsabs=1e-13, epsrel=1e-11, limit=400)
+    for lo, hi in itertools.pairwise(log_edges):
+        value, _ = integrate.quad(lambda t: integrand(math.exp(t)) * math.exp(t), lo, hi,
+                                  epsabs=1e-13, epsrel=1e-11, limit=400)
+        total += value
+    return 0.5 * mass - total / math.pi
+
+
+def exact_expected_tv_per_source(K: int, d: int, d1: int, n: int, estimator: str,
+                                 p_y: np.ndarray | None = None, *, tail: float = 1e-15
+                                 ) -> np.ndarray:
+    """E[TV(p_hat(.|k), p*(.|k)) | n_k >= 1] for every source k (shape (K,)), exactly.
+
+    n_k ~ Binomial(n, p_Y(k)), conditioned on n_k >= 1 (where the MLE exists); counts beyond
+    probability `tail` in either tail are dropped, which changes the result by at most 2 tail.
+    Single-source (and multi-source with nothing shared) uses the incomplete-beta closed form;
+    multi-source with everything shared needs no count at all; the mixed case is one Imhof
+    integral with the binomial sum inside. Sources with p_Y(k) = 0 get NaN.
+    """
+    K = check_int("K", K, minimum=1)
+    d = check_int("d", d, minimum=1)
+    d1 = check_int("d1", d1, minimum=0, maximum=d)
+    n = check_int("n", n, minimum=1)
+    check_choice("estimator", estimator, ESTIMATORS)
+    tail = check_float("tail", tail, minimum=0.0, maximum=0.01)
+    p_y = np.full(K, 1.0 / K) if p_y is None else check_source_distribution(p_y, K)
+    values: dict[float, float] = {}
+    for p in p_y:
+        if p == 0 or p in values:
+            continue
+        if estimator == "multi" and d1 == 0:
+            values[p] = float(_single_tv_given_count(np.array(n), d))
+            continue
+        m, weights = nonempty_count_law(n, float(p), tail)
+        if estimator == "single" or d1 == d:
+            values[p] = float(np.dot(weights, _single_tv_given_count(m, d)))
+        else:
+            values[p] = _multi_tv_mixed_over_counts(m, weights, d, d1, n)
+    return np.array([values[p] if p > 0 else np.nan for p in p_y])
+
+
 def exact_expected_risk(K: int, d: int, d1: int, n: int, estimator: str,
                         p_y: np.ndarray | None = None, *, tail: float = 1e-15) -> float:
-    """E[R] = sum_k p_Y(k) E[TV_k], with n_k ~ Binomial(n, p_Y(k)) conditioned on n_k >= 1.
+    """E[R] = sum_k p_Y(k) E[TV_k | n_k >= 1], with n_k ~ Binomial(n, p_Y(k)).
 
-    Terms of the binomial beyond probability `tail` in either tail are dropped.
+    Terms of the binomial beyond probability `tail` in either tail are dropped (error <= 2 tail).
+    Fast at any n (about 0.1 s at n = 10^6); agrees with `exact_expected_risk_reference` to
+    rounding (see tests/test_gaussian.py and benchmarks/exact_risk.py).
     """
+    p = np.full(K, 1.0 / K) if p_y is None else check_source_distribution(p_y, K)
+    per_source = exact_expected_tv_per_source(K, d, d1, n, estimator, p, tail=tail)
+    return float(np.dot(p[p > 0], per_source[p > 0]))
+
+
+def exact_expected_risk_reference(K: int, d: int, d1: int, n: int, estimator: str,
+                                  p_y: np.ndarray | None = None, *, tail: float = 1e-15
+                                  ) -> float:
+    """The original algorithm, kept as the reference for tests and benchmarks: one Imhof
+    integral per binomial count (`expected_tv_given_count`). Slow above n ~ 5000."""
     K = check_int("K", K, minimum=1)
     d = check_int("d", d, minimum=1)
     d1 = check_int("d1", d1, minimum=0, maximum=d)
@@ -288,11 +376,7 @@ def exact_expected_risk(K: int, d: int, d1: int, n: int, estimator: str,
         if p == 0:
             continue
         if p not in cache:
-            law = stats.binom(n, p)
-            lo = max(1, int(law.ppf(tail)) - 1)
-            hi = min(n, int(law.isf(tail)) + 1)
-            m = np.arange(lo, hi + 1)
-            weights = law.pmf(m) / law.sf(0)
+            m, weights = nonempty_count_law(n, float(p), tail)
             cache[p] = (weights, expected_tv_given_count(m, d, d1, n, estimator))
         weights, values = cache[p]
         risk += p * float(np.dot(weights, values))
@@ -309,9 +393,18 @@ def probability_empty_source(K: int, n: int, p_y: np.ndarray | None = None) -> f
 # 3. Fast simulation from sufficient statistics
 # --------------------------------------------------------------------------------------------
 
-def simulate_risks(K: int, d: int, d1: int, n: int, n_seeds: int, seed: int,
-                   p_y: np.ndarray | None = None) -> pd.DataFrame:
-    """Average-TV risk of both MLEs for `n_seeds` independent data sets (one row each).
+@dataclass(frozen=True)
+class SimulatedSourceErrors:
+    """Per-source TV of both MLEs over simulated data sets: arrays of shape (n_seeds, K)."""
+
+    counts: np.ndarray
+    tv_single: np.ndarray
+    tv_multi: np.ndarray
+
+
+def simulate_source_tvs(K: int, d: int, d1: int, n: int, n_seeds: int, seed: int,
+                        p_y: np.ndarray | None = None) -> SimulatedSourceErrors:
+    """TV of every source's fitted conditional, both MLEs, for `n_seeds` independent data sets.
 
     Given counts n_k, source k's mean error is N(0, I/n_k); multi-source replaces the shared
     coordinates by the count-weighted average of the K sources' errors, which is exactly the
@@ -339,8 +432,18 @@ def simulate_risks(K: int, d: int, d1: int, n: int, n_seeds: int, seed: int,
         pooled = (counts[:, :, None] * errors[:, :, d1:]).sum(axis=1) / n
         multi[:, :, d1:] = pooled[:, None, :]
     tv_multi = tv_from_distance(np.linalg.norm(multi, axis=2))
-    return pd.DataFrame({"seed_index": np.arange(n_seeds),
-                         "risk_single": tv_single @ p_y, "risk_multi": tv_multi @ p_y})
+    return SimulatedSourceErrors(counts, tv_single, tv_multi)
+
+
+def simulate_risks(K: int, d: int, d1: int, n: int, n_seeds: int, seed: int,
+                   p_y: np.ndarray | None = None) -> pd.DataFrame:
+    """Average-TV risk of both MLEs for `n_seeds` independent data sets (one row each), from
+    `simulate_source_tvs` (same draws, same seed)."""
+    sims = simulate_source_tvs(K, d, d1, n, n_seeds, seed, p_y)
+    weights = np.full(K, 1.0 / K) if p_y is None else np.asarray(p_y, float)
+    return pd.DataFrame({"seed_index": np.arange(sims.counts.shape[0]),
+                         "risk_single": sims.tv_single @ weights,
+                         "risk_multi": sims.tv_multi @ weights})
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,6 +461,9 @@ class GaussianFigure1Config:
     simulated_seeds: int = 2000
     simulation_seed: int = 2025
     test_size: int = 500
+    procedure_seeds: int = 1000          # extra runs of the published procedure per setting
+    procedure_first_seed: int = 100_000  # their seeds: first, first + 1, ... (not the paper's)
+    five_seed_groups: int = 20_000       # random groups of 5 runs for the five-seed-mean band
 
 
 def _tasks(config: GaussianFigure1Config) -> list[dict[str, Any]]:
@@ -393,7 +499,45 @@ def figure1_row(config: GaussianFigure1Config, sweep: str, value: float) -> dict
         row[f"sim_q95_{estimator}"] = float(values.quantile(0.95))
     row["sim_mean_ratio"] = float((sims.risk_multi / sims.risk_single).mean())
     row["exact_ratio"] = row["exact_multi"] / row["exact_single"]
+    row.update(procedure_summary(config, setting))
     return row
+
+
+def procedure_summary(config: GaussianFigure1Config, setting: ReplicationSetting
+                      ) -> dict[str, Any]:
+    """The published procedure (Monte-Carlo TV over test points) run on many more seeds.
+
+    Per estimator: mean and sd over runs of the Monte-Carlo estimate (`proc_mean_mc`,
+    `proc_sd_mc`); sd over runs of the exact TV of the same fits (`proc_sd_exact`, the spread
+    due to the data alone); the root-mean-square of Monte-Carlo minus exact TV of the same fit
+    (`proc_rms_mc_error`, the test-point noise alone); and the 5% and 95% quantiles of the mean
+    of five runs (`proc5_q05`, `proc5_q95`), the law of a published five-seed point. Runs that
+    leave a source empty (undefined MLE) are dropped and counted (`proc_dropped`).
+    """
+    if config.procedure_seeds == 0:
+        return {}
+    values = []
+    for i in range(config.procedure_seeds):
+        run = run_published(setting, config.procedure_first_seed + i)
+        values.append([run.mc_tv("single"), run.mc_tv("multi"),
+                       run.exact_tv("single"), run.exact_tv("multi")])
+    table = np.array(values)
+    table = table[np.all(np.isfinite(table), axis=1)]
+    rng = np.random.default_rng(config.simulation_seed)
+    groups = rng.integers(0, len(table), size=(config.five_seed_groups, 5))
+    out: dict[str, Any] = {"proc_runs": len(table),
+                           "proc_dropped": config.procedure_seeds - len(table)}
+    for estimator, (mc_column, exact_column) in {"single": (0, 2), "multi": (1, 3)}.items():
+        mc, exact = table[:, mc_column], table[:, exact_column]
+        five = mc[groups].mean(axis=1)
+        out[f"proc_mean_mc_{estimator}"] = float(mc.mean())
+        out[f"proc_sd_mc_{estimator}"] = float(mc.std(ddof=1))
+        out[f"proc_sd_exact_{estimator}"] = float(exact.std(ddof=1))
+        out[f"proc_mean_exact_{estimator}"] = float(exact.mean())
+        out[f"proc_rms_mc_error_{estimator}"] = float(np.sqrt(np.mean((mc - exact) ** 2)))
+        out[f"proc5_q05_{estimator}"] = float(np.quantile(five, 0.05))
+        out[f"proc5_q95_{estimator}"] = float(np.quantile(five, 0.95))
+    return out
 
 
 def _run_task(config: GaussianFigure1Config, task: dict[str, Any], device: torch.device
@@ -409,9 +553,10 @@ register(Experiment(
     profiles={
         "smoke": GaussianFigure1Config(simulated_seeds=100, replication_seeds=(3,),
                                        sweeps=(("K", (1, 5)), ("n", (100, 500)),
-                                               ("sim", (0.0, 1.0)))),
+                                               ("sim", (0.0, 1.0))),
+                                       procedure_seeds=20, five_seed_groups=200),
         "book": GaussianFigure1Config(),
-        "paper": GaussianFigure1Config(simulated_seeds=100_000),
+        "paper": GaussianFigure1Config(simulated_seeds=100_000, procedure_seeds=10_000),
     },
     tasks=_tasks,
     run_task=_run_task,
