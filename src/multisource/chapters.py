@@ -95,6 +95,8 @@ CHAPTERS: tuple[Chapter, ...] = (
             "discrete and 2-D EBMs with exact partition functions"),
     Chapter("07_edm2_diffusion", "EDM2 diffusion",
             "the ImageNet protocol and a miniature on offline images"),
+    Chapter("08_when_pooling_hurts", "When pooling hurts",
+            "misspecified sharing: exact crossovers, a phase diagram, advise, model collapse"),
 )
 
 
