@@ -1,6 +1,8 @@
 # The verbs of the companion. Each target sets up what it needs.
+#   make book        render the committed, executed chapters into _build/html (no execution)
 #   make reproduce   environment, every chapter executed with papermill (profile book), the book
-#   make test        environment, then the three checks CI runs
+#   make test        environment, then the checks CI runs: unit tests, nbval on every chapter,
+#                    the strict book build and every built page opened in headless Chromium
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,15 +10,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= book
 DEVICE ?= auto
+CHAPTERS ?=
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 MATHJAX := book/_mathjax/mathjax/tex-mml-chtml.js
 
-.PHONY: reproduce test venv data mathjax execute results book status unit notebooks book-check \
-        lint bench clean
+.PHONY: reproduce test venv data mathjax browser execute results book status unit notebooks \
+        book-check browser-check lint bench clean
 
 reproduce: venv data mathjax execute status book
 
-test: venv data mathjax unit notebooks book-check
+test: venv data mathjax browser unit notebooks book-check browser-check
 
 $(STAMP): requirements.txt requirements-lock.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +39,24 @@ data:
 	else echo "note: Fashion-MNIST missing; run 'sudo apt-get install dataset-fashion-mnist'" \
 	  "(chapter 7 then uses its stored results; its data tests are skipped)"; fi
 
+# Headless Chromium for the browser check: the Debian package, installed as root (CI runs as
+# root); nothing is downloaded by the check itself.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium; \
+	else echo "note: chromium missing; run 'sudo apt-get install chromium'" \
+	  "(make browser-check needs it)"; fi
+
 mathjax: $(MATHJAX)
 $(MATHJAX): scripts/vendor_mathjax.sh
 	scripts/vendor_mathjax.sh
 
+# Profile book updates the committed notebooks (only where outputs change); another PROFILE
+# writes _build/executed/$(PROFILE)/. CHAPTERS="04 05" limits it to some chapters.
 execute: venv
-	$(BIN)/multisource execute --profile $(PROFILE) --device $(DEVICE)
+	$(BIN)/multisource execute $(CHAPTERS) --profile $(PROFILE) --device $(DEVICE)
 
 # Long experiments (not part of reproduce: the chapters load their stored, provenance-checked
 # results). Rerun them all at a profile, e.g. `make results PROFILE=paper DEVICE=cuda`.
@@ -64,6 +79,10 @@ notebooks: venv
 
 book-check: venv mathjax
 	$(BIN)/jupyter-book build . -W -n --keep-going
+
+# Every page of _build/html in headless Chromium, network off (run after book-check).
+browser-check: venv browser
+	$(BIN)/python scripts/browser_check.py _build/html
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -16,6 +16,10 @@ from multisource.validation import InputError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def _largest(value: torch.Tensor) -> float:
+    return float(value.abs().max()) if value.numel() else 0.0
+
+
 def _tables(K: int = 3, V: int = 2, L: int = 4, beta: float = 1 / 3, seed: int = 0):
     rng = np.random.default_rng(seed)
     shared = ar.shared_transition_mask(L, beta)
@@ -156,20 +160,57 @@ def test_neural_model_is_normalised_and_autoregressive():
     assert np.all(first > 0)
 
 
+def test_prefix_evaluation_matches_a_position_by_position_softmax():
+    spec = ar.NeuralARSpec(V=3, L=4, K=2, shared_units=2, specific_units=1)
+    params = ar.init_neural_ar(spec, 2, torch.Generator().manual_seed(0), head_scale=2.0)
+    seqs = ar.all_sequences(3, 4)
+    feats = ar.ar_features(seqs, 3)                                       # (M, L, D)
+    hs = torch.tanh(torch.einsum("mld,rhd->rmlh", feats, params["Ws"])
+                    + params["bs"][:, None, None])
+    hp = torch.tanh(torch.einsum("mld,rkhd->rkmlh", feats, params["Wp"])
+                    + params["bp"][:, :, None, None])
+    logits = (torch.einsum("rmlh,rvh->rmlv", hs, params["As"])[:, None]
+              + torch.einsum("rkmlh,rkvh->rkmlv", hp, params["Ap"]))
+    logp = torch.log_softmax(logits, -1)
+    index = torch.as_tensor(seqs)[None, None, :, :, None].expand(2, 2, 81, 4, 1)
+    expected = logp.gather(-1, index).squeeze(-1).sum(-1)
+    torch.testing.assert_close(ar.neural_ar_log_probs(params, spec), expected)
+
+
+@pytest.mark.parametrize("shared_units", [0, 2])
+def test_hand_written_gradient_matches_autograd(shared_units):
+    spec = ar.NeuralARSpec(V=3, L=4, K=3, shared_units=shared_units, specific_units=1)
+    params = ar.init_neural_ar(spec, 1, torch.Generator().manual_seed(0), head_scale=2.0)
+    counts = np.random.default_rng(0).integers(0, 5, size=(3, 81))
+    problem = ar.neural_ar_problem(spec, counts)
+    for value in params.values():
+        value.requires_grad_(True)
+    total = problem.per_source_nll(params)
+    total.sum().backward()
+    values, grads = problem.fast({k: v.detach()[0].numpy() for k, v in params.items()})
+    np.testing.assert_allclose(values, total.detach().numpy()[0], rtol=1e-12)
+    for name, value in params.items():
+        np.testing.assert_allclose(grads[name], value.grad[0].numpy(), atol=1e-10)
+
+
 def test_neural_fit_reaches_the_teacher_nll():
     """Tolerance: the student's training NLL is at most the teacher's + 0.01 nats per sequence
     (the teacher is in the class, so an exact MLE would be at or below it)."""
     spec = ar.NeuralARSpec(V=2, L=4, K=2, shared_units=1, specific_units=1)
-    teacher = ar.init_neural_ar(spec, 1, torch.Generator().manual_seed(3), head_scale=1.5)
+    teacher = ar.teacher_neural_ar(spec, torch.Generator().manual_seed(3))
+    for name, value in teacher.items():                        # inside half the box
+        assert _largest(value) <= 0.5 * ar.AR_BOX.bound(name)
     x, y = ar.sample_neural_ar(teacher, spec, 300, np.random.default_rng(0))
     counts = ar.sequence_counts(x, y, 2, 2)
     teacher_nll = ar.neural_ar_nll(teacher, spec, counts)
     for model in (spec, spec.single()):
-        fit = ar.fit_neural_ar(model, counts, restarts=2, warmup=30, steps=60,
+        fit = ar.fit_neural_ar(model, counts, restarts=2, steps=200,
                                generator=torch.Generator().manual_seed(1))
         assert fit.train_nll <= teacher_nll + 0.01
         assert fit.train_nll == pytest.approx(ar.neural_ar_nll(fit.params, model, counts))
-        assert fit.train_nll <= fit.restart_nll.min() + 1e-12
+        assert fit.train_nll <= fit.restart_nll.min() + 1e-12   # selection never loses
+        for name, value in fit.params.items():                 # inside the stated box
+            assert _largest(value) <= ar.AR_BOX.bound(name) + 1e-12
 
 
 def test_bad_inputs_raise_input_error():
@@ -184,6 +225,8 @@ def test_bad_inputs_raise_input_error():
     spec = ar.NeuralARSpec(2, 4, 2, 1, 1)
     with pytest.raises(InputError, match="counts"):
         ar.fit_neural_ar(spec, np.zeros((3, 16)), generator=torch.Generator())
+    with pytest.raises(InputError, match="generator"):
+        ar.fit_neural_ar(spec, np.ones((2, 16)))
     with pytest.raises(InputError, match="tables"):
         ar.sample_transition_counts(np.zeros((2, 3, 2, 2)), 10, np.random.default_rng(0))
 

@@ -270,3 +270,16 @@ def test_paper_preset_holds_the_papers_settings():
     assert (model_config.P_mean, model_config.P_std, model_config.sigma_data) == (-0.4, 1.0, 0.5)
     assert train_config.ema_stds == (0.05, 0.10) and train_config.lr_decay == "multisource"
     assert train_config.batch_size * train_config.total_steps == 402_653_184   # 10c-1000
+
+
+def test_mp_sum_and_cat_accept_mixed_dtypes_as_under_autocast() -> None:
+    """On CUDA, lerp refuses a float32 skip with a bfloat16 branch; the layers align them."""
+    from multisource.models.diffusion.layers import mp_cat, mp_sum
+
+    a = torch.randn(2, 3, 4, 4)
+    b = torch.randn(2, 3, 4, 4)
+    mixed = mp_sum(a, b.to(torch.bfloat16), t=0.3)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, mp_sum(a, b.to(torch.bfloat16).float(), t=0.3))
+    assert torch.equal(mp_sum(a, b, t=0.3), (a.lerp(b, 0.3)) / ((0.7**2 + 0.3**2) ** 0.5))
+    assert mp_cat(a, b.to(torch.bfloat16)).dtype == torch.float32

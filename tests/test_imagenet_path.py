@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from imagenet_fixtures import make_image_folder
 
 from multisource.image_metrics.inception import InceptionUnavailableError
 from multisource.images import imagenet
@@ -14,16 +14,7 @@ from multisource.validation import InputError
 
 
 def _make_folder(root, level: str = "sim1", k: int = 3, per_class: int = 6) -> None:
-    rng = np.random.default_rng(0)
-    for index, wnid, _ in imagenet.CLASS_LISTS[level][:k]:
-        folder = root / "train" / wnid
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            base = np.zeros((18, 26, 3), np.uint8)
-            base[..., index % 3] = 40 * (index % 5) + 30   # a class-dependent colour
-            noise = rng.integers(0, 40, base.shape, dtype=np.uint8)
-            Image.fromarray(base + noise).save(folder / f"{wnid}_{i}.JPEG")
-        (folder / "notes.txt").write_text("not an image")
+    make_image_folder(root, level, k, per_class)
 
 
 def test_protocol_data_matches_the_paper_digest() -> None:

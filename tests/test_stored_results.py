@@ -45,7 +45,8 @@ def test_committed_results_come_from_the_current_code_at_a_clean_commit(sidecar)
 def test_every_experiment_has_book_results() -> None:
     stored = {json.loads((REPO_ROOT / s).read_text())["experiment"] for s in SIDECARS
               if s.endswith("/book.json")}
-    assert set(names()) <= stored
+    ours = {n for n in names() if get(n).code_module.startswith("multisource.")}
+    assert ours <= stored   # (tests register toy experiments of their own)
 
 
 @pytest.mark.slow

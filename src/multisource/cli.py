@@ -13,10 +13,55 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from multisource.validation import InputError, OneLineArgumentParser
+from multisource.chapters import ChapterFailed
+from multisource.validation import (
+    InputError,
+    OneLineArgumentParser,
+    check_int,
+    check_memory,
+    human_bytes,
+    human_seconds,
+)
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+# `gaussian exact` is fast to n = 10^6; beyond, and for huge K or D, it is refused.
+EXACT_MAX_N = 10**6
+EXACT_MAX_K = 10**6
+EXACT_MAX_D = 10**9
+# Rough costs of the published procedure per seed on one CPU core (measured with
+# `gaussian replicate` on the 2-core development machine; estimates, not promises).
+REPLICATE_BYTES_PER_TRAIN_VALUE = 16
+REPLICATE_BYTES_PER_TEST_VALUE = 32
+REPLICATE_BYTES_PER_SOURCE = 1000
+REPLICATE_SECONDS_PER_TRAIN_VALUE = 1.5e-7
+REPLICATE_SECONDS_PER_TEST_VALUE = 4e-7
+REPLICATE_SECONDS_PER_SOURCE = 2e-4
+REPLICATE_SECONDS_PER_SOURCE_POINT = 1e-9
+WARN_AFTER_SECONDS = 10.0
+
+
+class _ExperimentListHelp(argparse.Action):
+    """`run --help`: the usual help followed by the registered experiments (imported only
+    when asked for, so other commands do not pay for importing every experiment)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from multisource.experiments import get, names
+
+        width = max(len(n) for n in names())
+        lines = [f"  {n:<{width}}  {get(n).description} (chapter {get(n).chapter})"
+                 for n in names()]
+        parser.epilog = "experiments:\n" + "\n".join(lines)
+        parser.print_help()
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     from multisource.experiments import PROFILES
 
     parser = OneLineArgumentParser(prog="multisource", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (accepted anywhere)")
     commands = parser.add_subparsers(dest="command", required=True,
                                      parser_class=OneLineArgumentParser)
 
@@ -43,84 +90,171 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seeds (default: the paper's 3 33 520 2025 25731)")
     replicate.add_argument("--json", action="store_true", help="print one JSON object")
     exact = gaussian_commands.add_parser("exact", help="exact expected risk of both MLEs")
-    exact.add_argument("--K", type=int, default=5)
-    exact.add_argument("--D", type=int, default=10)
-    exact.add_argument("--sim", type=float, default=0.5)
-    exact.add_argument("--n", type=int, default=500)
-    exact.add_argument("--json", action="store_true")
+    exact.add_argument("--K", type=int, default=5, help=f"number of sources, 1 to {EXACT_MAX_K}")
+    exact.add_argument("--D", type=int, default=10, help=f"dimension, 1 to {EXACT_MAX_D}")
+    exact.add_argument("--sim", type=float, default=0.5, help="shared fraction in [0, 1]")
+    exact.add_argument("--n", type=int, default=500,
+                       help=f"training sample size, 1 to {EXACT_MAX_N}")
+    exact.add_argument("--json", action="store_true", help="print one JSON object")
 
-    run = commands.add_parser("run", help="run an experiment and store results with provenance")
-    run.add_argument("experiment")
+    run = commands.add_parser(
+        "run", help="run an experiment and store results with provenance", add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run every task of an experiment at a profile and write\n"
+                    "data/results/<experiment>/<profile>.csv with its .json provenance\n"
+                    "atomically. An interrupted run resumes from its checkpoint.")
+    run.add_argument("-h", "--help", action=_ExperimentListHelp, help="show this help and the "
+                     "experiments, then exit")
+    run.add_argument("experiment", help="an experiment name (listed below)")
     run.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
     run.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
     run.add_argument("--no-resume", action="store_true", help="ignore a partial checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    execute = commands.add_parser("execute", help="execute chapters with papermill")
+    execute = commands.add_parser(
+        "execute", help="execute chapters with papermill",
+        description="Execute chapters with papermill. Profile book with the chapter's own "
+                    "parameters updates the committed notebooks/<stem>.ipynb (only when its "
+                    "outputs change); any other profile or -p parameter writes "
+                    "_build/executed/<profile>/<stem>.ipynb instead.")
     execute.add_argument("chapters", nargs="*", help="chapter stems or numbers (default: all)")
     execute.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
     execute.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
+    execute.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                         metavar=("NAME", "VALUE"),
+                         help="set a parameter of the chapter's parameters cell (a Python "
+                              "literal where it parses as one); repeatable")
+    execute.add_argument("--out", default=None,
+                         help="write the executed notebook here (one chapter only)")
     execute.add_argument("--log-output", action="store_true", help="stream cell output")
+    execute.add_argument("--quiet", action="store_true", help="no progress bar")
 
     diffusion = commands.add_parser(
-        "diffusion", help="train the EDM2-style model (also under torchrun)", add_help=False)
-    diffusion.add_argument("action", choices=["train"])
+        "diffusion", help="train the EDM2-style model (also under torchrun)",
+        description="EDM2-style diffusion. `multisource diffusion train --help` lists the "
+                    "training options.")
+    diffusion.add_argument("action", choices=["train"], help="train: train a denoiser")
     diffusion.add_argument("train_args", nargs=argparse.REMAINDER,
                            help="arguments of `multisource diffusion train --help`")
 
-    imagenet = commands.add_parser("imagenet", help="the paper's ImageNet protocol (local data)")
-    imagenet_commands = imagenet.add_subparsers(dest="action", required=True,
-                                                parser_class=OneLineArgumentParser)
-    prepare = imagenet_commands.add_parser(
-        "prepare", help="class subset of a local ILSVRC2012 train folder -> .npz")
-    prepare.add_argument("--train-dir", required=True, help="folder with train/<wnid>/*.JPEG")
-    prepare.add_argument("--level", required=True, help="similarity level: sim1, sim2 or sim3")
-    prepare.add_argument("--K", type=int, required=True, help="number of classes (first K)")
-    prepare.add_argument("--n-per-class", type=int, default=None, help="images per class")
-    prepare.add_argument("--resolution", type=int, default=256)
-    prepare.add_argument("--transform", default="resize", help="resize or center-crop")
-    prepare.add_argument("--seed", type=int, default=0)
-    prepare.add_argument("--out", required=True)
-    inet_train = imagenet_commands.add_parser("train", help="train on a prepared subset")
-    inet_train.add_argument("--data", required=True)
-    inet_train.add_argument("--out", required=True)
-    inet_train.add_argument("--preset", default="smoke", help="smoke, book or paper")
-    inet_train.add_argument("--device", default="auto")
-    inet_train.add_argument("--steps", type=int, default=None)
-    inet_train.add_argument("--batch", type=int, default=None)
-    inet_train.add_argument("--seed", type=int, default=0)
-    inet_sample = imagenet_commands.add_parser("sample", help="Heun-sample every class of a run")
-    inet_sample.add_argument("--run", required=True)
-    inet_sample.add_argument("--out", required=True)
-    inet_sample.add_argument("--samples-per-class", type=int, default=5000)
-    inet_sample.add_argument("--steps", type=int, default=32)
-    inet_sample.add_argument("--seed", type=int, default=0)
-    inet_sample.add_argument("--device", default="auto")
-    evaluate = imagenet_commands.add_parser("evaluate", help="per-class FID of samples")
-    evaluate.add_argument("--samples", required=True)
-    evaluate.add_argument("--reference", required=True)
-    evaluate.add_argument("--extractor", default="inception", help="inception or pixels")
-    evaluate.add_argument("--inception-weights", default=None,
-                          help="local Inception-v3 weights (never downloaded)")
-    evaluate.add_argument("--out", default=None)
+    _add_imagenet_parsers(commands)
 
     show = commands.add_parser("show", help="print stored results of an experiment")
     show.add_argument("experiment")
     show.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
 
-    book = commands.add_parser("book", help="build the book into _build/html")
+    book = commands.add_parser("book", help="build the book into _build/html (no execution)")
     book.add_argument("--strict", action="store_true", help="-W -n --keep-going (as CI does)")
+
+    from multisource.pooling.cli import add_parser as add_advise_parser
+
+    add_advise_parser(commands)
 
     status = commands.add_parser("status", help="chapters, what they show, where numbers came from")
     status.add_argument("--markdown", action="store_true", help="a markdown table (for the book)")
     return parser
 
 
+def _add_imagenet_parsers(commands: argparse._SubParsersAction) -> None:
+    """`multisource imagenet prepare|encode|train|sample|evaluate` (the paper's protocol)."""
+    from multisource.devices import DEVICE_CHOICES
+
+    imagenet = commands.add_parser(
+        "imagenet", help="the paper's ImageNet protocol (local data, local weights)",
+        description="The paper's ImageNet protocol: prepare -> encode -> train -> sample -> "
+                    "evaluate. See book/imagenet.md.")
+    sub = imagenet.add_subparsers(dest="action", required=True,
+                                  parser_class=OneLineArgumentParser)
+
+    def common(p: argparse.ArgumentParser, device: bool = True) -> None:
+        if device:
+            p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    prepare = sub.add_parser("prepare",
+                             help="class subset of a local ILSVRC2012 train folder -> .npz")
+    prepare.add_argument("--train-dir", required=True, help="folder with <wnid>/*.JPEG")
+    prepare.add_argument("--level", required=True, help="similarity level: sim1, sim2 or sim3")
+    prepare.add_argument("--K", type=int, default=None, help="number of classes (the first K)")
+    prepare.add_argument("--classes", default=None,
+                         help="comma-separated ImageNet indices of the level instead of --K "
+                              "(e.g. 279 for a single-source model)")
+    prepare.add_argument("--n-per-class", type=int, default=None,
+                         help="images per class (default: all, i.e. the FID reference set)")
+    prepare.add_argument("--resolution", type=int, default=256)
+    prepare.add_argument("--transform", default="resize", help="resize or center-crop")
+    prepare.add_argument("--seed", type=int, default=0)
+    prepare.add_argument("--out", required=True, help="output .npz")
+    common(prepare, device=False)
+
+    encode = sub.add_parser("encode", help="SD-VAE latents of a prepared subset (local VAE)")
+    encode.add_argument("--data", required=True, help="a prepared subset .npz")
+    encode.add_argument("--vae", required=True,
+                        help="local AutoencoderKL folder (config.json + weights); never "
+                             "downloaded")
+    encode.add_argument("--out", required=True, help="output latent .npz")
+    encode.add_argument("--normalisation", default="edm2",
+                        help="edm2 (EDM2's constants for sd-vae-ft-mse), data (computed from "
+                             "these latents) or none")
+    encode.add_argument("--draw", default="sample", help="sample (one seeded posterior draw) "
+                                                          "or mean")
+    encode.add_argument("--seed", type=int, default=0)
+    encode.add_argument("--batch", type=int, default=32)
+    common(encode)
+
+    train = sub.add_parser("train", help="train on a prepared subset or its latents")
+    train.add_argument("--data", required=True, help="a prepared subset or latent .npz")
+    train.add_argument("--out", required=True, help="run folder (resumes from it)")
+    train.add_argument("--preset", default="smoke",
+                       help="paper (EDM2-XS, the authors' schedule for the data's K, n, level), "
+                            "smoke or book")
+    train.add_argument("--schedule-variant", default=None,
+                       help="nlr: the authors' longer 10c-1000 schedule (paper preset only)")
+    train.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    train.add_argument("--batch", type=int, default=None,
+                       help="global batch (paper preset: 2048 as the authors' presets)")
+    train.add_argument("--batch-per-device", type=int, default=None,
+                       help="micro-batch per device (gradient accumulation)")
+    train.add_argument("--precision", default="auto",
+                       help="auto (bf16 on CUDA, else fp32), fp32 or bf16")
+    train.add_argument("--compile", action="store_true", help="torch.compile the network")
+    train.add_argument("--channels-last", action="store_true", help="channels-last layout")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--plan", action="store_true",
+                       help="print the chosen preset and schedule, then stop")
+    common(train)
+
+    sample = sub.add_parser("sample", help="Heun-sample every class of a run")
+    sample.add_argument("--run", required=True, help="run folder of `imagenet train`")
+    sample.add_argument("--out", required=True, help="output .npz")
+    sample.add_argument("--vae", default=None, help="the local VAE folder (latent runs)")
+    sample.add_argument("--samples-per-class", type=int, default=5000)
+    sample.add_argument("--steps", type=int, default=32)
+    sample.add_argument("--ema-std", type=float, default=0.05)
+    sample.add_argument("--batch", type=int, default=256)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    common(sample)
+
+    evaluate = sub.add_parser("evaluate", help="per-class FID of samples, averaged over classes")
+    evaluate.add_argument("--samples", required=True)
+    evaluate.add_argument("--reference", required=True,
+                          help="prepared subset of all training images of the same classes")
+    evaluate.add_argument("--extractor", default="inception", help="inception or pixels")
+    evaluate.add_argument("--inception-weights", default=None,
+                          help="local Inception-v3 TorchScript (never downloaded)")
+    evaluate.add_argument("--batch", type=int, default=64)
+    evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    evaluate.add_argument("--out", default=None, help="report .json")
+    common(evaluate)
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status.
 
-    Every failure a user can cause ends in one line on stderr and exit status 2; `--debug`
-    (anywhere on the command line) shows the traceback instead.
+    Every failure a user can cause ends in one line on stderr and exit status 2 (a chapter
+    whose code fails for another reason: exit status 1); `--debug` (anywhere on the command
+    line) shows the traceback instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -141,6 +275,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"multisource: error: {_one_line(error)}\n")
         return EXIT_USAGE
+    except MemoryError:
+        if debug:
+            raise
+        sys.stderr.write("multisource: error: out of memory; choose smaller sizes\n")
+        return EXIT_USAGE
+    except ChapterFailed as error:
+        if debug:
+            raise
+        sys.stderr.write(f"multisource: error: {_one_line(error)}\n")
+        return EXIT_USAGE if error.user_input else EXIT_FAILED
 
 
 def _one_line(error: BaseException) -> str:
@@ -166,12 +310,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         return train_main(args.train_args)
     if args.command == "imagenet":
         return _imagenet(args)
+    if args.command == "advise":
+        from multisource.pooling.cli import run as run_advise
+
+        return run_advise(args)
     return _status(args)
 
 
 def _gaussian(args: argparse.Namespace) -> int:
     from multisource.experiments import gaussian
 
+    if args.action == "exact":
+        check_int("K", args.K, minimum=1, maximum=EXACT_MAX_K)
+        check_int("D", args.D, minimum=1, maximum=EXACT_MAX_D)
+        check_int("n", args.n, minimum=1, maximum=EXACT_MAX_N)
     setting = gaussian.ReplicationSetting(K=args.K, D=args.D, sim=args.sim, n=args.n,
                                           test_size=getattr(args, "test_size", 500))
     if args.action == "exact":
@@ -184,8 +336,13 @@ def _gaussian(args: argparse.Namespace) -> int:
               f"exact E[R]: single {values['single']:.6f}  multi {values['multi']:.6f}  "
               f"(K={setting.K}, D={setting.D}, d1={setting.d1}, n={setting.n})")
         return 0
-    seeds = gaussian.PUBLISHED_SEEDS if args.seeds is None else args.seeds
-    result = gaussian.replicate(setting, seeds)
+    seeds = gaussian.check_seeds(gaussian.PUBLISHED_SEEDS if args.seeds is None else args.seeds)
+    slow = _check_replicate_budget(setting, len(seeds))
+    from tqdm import tqdm
+
+    per_seed = [gaussian.replicate_seed(setting, seed)
+                for seed in tqdm(seeds, desc="seeds", unit="seed", disable=not slow)]
+    result = gaussian.ReplicationResult(setting, tuple(per_seed))
     if any(r.tv_single_mc != r.tv_single_mc for r in result.per_seed):  # NaN check
         sys.stderr.write("multisource: warning: a source received no training point in some "
                          "seed; its MLE is undefined (reported as null/NaN)\n")
@@ -201,12 +358,53 @@ def _gaussian(args: argparse.Namespace) -> int:
     return 0
 
 
+def replicate_budget(K: int, D: int, n: int, test_size: int, n_seeds: int
+                     ) -> tuple[float, float]:
+    """Estimated peak memory (bytes) and time (seconds, one core) of `gaussian replicate`.
+
+    Data: n x D training and test_size x D test values per seed (freed between seeds); the
+    per-source loop of the published procedure scans all points once per source.
+    """
+    memory = (REPLICATE_BYTES_PER_TRAIN_VALUE * D * n
+              + REPLICATE_BYTES_PER_TEST_VALUE * D * test_size
+              + REPLICATE_BYTES_PER_SOURCE * K * (1 + D / 100))
+    per_seed = (REPLICATE_SECONDS_PER_TRAIN_VALUE * D * n
+                + REPLICATE_SECONDS_PER_TEST_VALUE * D * test_size
+                + REPLICATE_SECONDS_PER_SOURCE * K
+                + REPLICATE_SECONDS_PER_SOURCE_POINT * K * (n + test_size))
+    return float(memory), float(per_seed * n_seeds)
+
+
+def _check_replicate_budget(setting: Any, n_seeds: int) -> bool:
+    """Refuse a setting that cannot fit in memory; note the cost of a slow one (True)."""
+    memory, seconds = replicate_budget(setting.K, setting.D, setting.n, setting.test_size,
+                                       n_seeds)
+    check_memory(f"this setting (K={setting.K}, D={setting.D}, n={setting.n}, "
+                 f"test points={setting.test_size})", memory,
+                 "reduce --D, --n, --test-size or --K")
+    if seconds > WARN_AFTER_SECONDS:
+        sys.stderr.write(f"multisource: note: this setting takes roughly {human_seconds(seconds)}"
+                         f" on one CPU core and about {human_bytes(memory)} of memory "
+                         f"(estimates); Ctrl-C stops it\n")
+        return True
+    return False
+
+
 def _run(args: argparse.Namespace) -> int:
     from multisource.experiments.runner import run_experiment
     from multisource.paths import REPO_ROOT
 
-    stored = run_experiment(args.experiment, args.profile, args.device,
-                            progress=not args.quiet, resume=not args.no_resume)
+    try:
+        stored = run_experiment(args.experiment, args.profile, args.device,
+                                progress=not args.quiet, resume=not args.no_resume)
+    except KeyboardInterrupt:
+        from multisource.paths import results_path
+
+        checkpoint = results_path(args.experiment, args.profile, ".partial.jsonl")
+        kept = (f"finished tasks are kept in {checkpoint.relative_to(REPO_ROOT)}; the same "
+                f"command resumes" if checkpoint.is_file() else "no task had finished")
+        sys.stderr.write(f"multisource: interrupted; {kept}\n")
+        return 130
     print(f"wrote {stored.csv_path.relative_to(REPO_ROOT)} "
           f"({len(stored.frame)} rows, {stored.provenance['wall_time_s']} s, "
           f"config {stored.provenance['config_hash']})")
@@ -214,41 +412,152 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _execute(args: argparse.Namespace) -> int:
-    from multisource.chapters import available_chapters, execute_chapter, find_chapter
+    from multisource.chapters import (
+        available_chapters,
+        execute_chapter,
+        find_chapter,
+        parse_parameter_value,
+        plan_execution,
+    )
+    from multisource.paths import REPO_ROOT
 
     chapters = [find_chapter(c) for c in args.chapters] or available_chapters()
-    for chapter in chapters:
-        print(f"executing {chapter.stem} (profile={args.profile}, device={args.device}) ...",
+    if args.out is not None and len(chapters) != 1:
+        raise InputError(f"--out needs exactly one chapter, got {len(chapters)}")
+    parameters = {name: parse_parameter_value(value) for name, value in args.parameter}
+    # every chapter is checked (device, parameters, output path) before any is executed
+    plans = [plan_execution(c, profile=args.profile, device=args.device, parameters=parameters,
+                            output=args.out) for c in chapters]
+    for number, plan in enumerate(plans, start=1):
+        label = f"[{number}/{len(plans)}] {plan.chapter.stem}"
+        where = _relative(plan.output, REPO_ROOT)
+        print(f"{label}: profile={plan.profile}, device={plan.device_name}"
+              + "".join(f", {k}={v!r}" for k, v in plan.parameters.items()) + f" -> {where}",
               flush=True)
-        wall = execute_chapter(chapter, profile=args.profile, device=args.device,
-                               log_output=args.log_output)
-        print(f"  done in {wall:.1f} s -> notebooks/{chapter.notebook.name}", flush=True)
+        done = execute_chapter(plan, log_output=args.log_output,
+                               progress=False if args.quiet or args.log_output else label)
+        outcome = "wrote" if done.written else "unchanged (same cells and outputs):"
+        print(f"{label}: done in {done.wall_time_s:.1f} s; {outcome} {where}", flush=True)
     return 0
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _imagenet(args: argparse.Namespace) -> int:
     from multisource.images import imagenet
 
+    _check_imagenet_args(args)
+    progress = not args.no_progress
     if args.action == "prepare":
+        classes = _parse_classes(args.classes)
         out = imagenet.prepare_subset(args.train_dir, args.level, args.K, args.n_per_class,
                                       args.resolution, args.out, seed=args.seed,
-                                      transform=args.transform)
+                                      transform=args.transform, classes=classes,
+                                      progress=progress)
+    elif args.action == "encode":
+        from multisource.images.latents import encode_subset
+
+        out = encode_subset(args.data, args.vae, args.out, normalisation=args.normalisation,
+                            draw=args.draw, seed=args.seed, batch_size=args.batch,
+                            device=args.device, progress=progress)
     elif args.action == "train":
-        out = imagenet.train_subset(args.data, args.out, preset=args.preset, device=args.device,
-                                    total_steps=args.steps, batch_size=args.batch,
-                                    seed=args.seed)
+        options = {"preset": args.preset, "schedule_variant": args.schedule_variant,
+                   "device": args.device, "total_steps": args.steps, "batch_size": args.batch,
+                   "batch_per_device": args.batch_per_device, "seed": args.seed,
+                   "precision": args.precision, "compile_model": args.compile,
+                   "channels_last": args.channels_last}
+        if args.plan:
+            plan, _ = imagenet.plan_training(args.data, **options)
+            print("\n".join(plan.messages))
+            return 0
+        out = imagenet.train_subset(args.data, args.out, progress=progress, report=print,
+                                    **options)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0
     elif args.action == "sample":
-        out = imagenet.sample_subset(args.run, args.out,
-                                     samples_per_class=args.samples_per_class,
-                                     num_steps=args.steps, seed=args.seed, device=args.device)
+        out = imagenet.sample_subset(args.run, args.out, samples_per_class=args.samples_per_class,
+                                     num_steps=args.steps, ema_std=args.ema_std, seed=args.seed,
+                                     device=args.device, batch_size=args.batch, vae=args.vae,
+                                     progress=progress)
     else:
         scores = imagenet.evaluate_subset(args.samples, args.reference, extractor=args.extractor,
                                           inception_weights=args.inception_weights,
-                                          out=args.out)
+                                          device=args.device, batch_size=args.batch,
+                                          out=args.out, progress=progress)
         print(json.dumps(scores, indent=2, default=str))
         return 0
     print(f"wrote {out}")
     return 0
+
+
+def _parse_classes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--classes must be comma-separated ImageNet indices, got {text!r}"
+                         ) from None
+
+
+def _check_imagenet_args(args: argparse.Namespace) -> None:
+    """Every imagenet argument that can be checked without reading data, before any work."""
+    from multisource.validation import check_float, check_input_file, check_int, check_output_path
+
+    if getattr(args, "seed", None) is not None:
+        check_int("--seed", args.seed, minimum=0, maximum=2 ** 52)
+    if getattr(args, "threads", None) is not None:
+        torch_threads = check_int("--threads", args.threads, minimum=1, maximum=1024)
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    for name in ("batch", "steps", "samples_per_class", "n_per_class", "K", "batch_per_device"):
+        value = getattr(args, name, None)
+        if value is not None:
+            check_int(f"--{name.replace('_', '-')}", value, minimum=1, maximum=10 ** 9)
+    if args.action == "prepare":
+        if (args.K is None) == (args.classes is None):
+            raise InputError("prepare needs exactly one of --K (the first K classes) or "
+                             "--classes (ImageNet indices)")
+        _parse_classes(args.classes)
+        check_output_path("--out", args.out)
+    elif args.action == "encode":
+        from multisource.images.latents import vae_folder
+
+        check_input_file("--data", args.data, suffixes=(".npz",))
+        vae_folder(args.vae)
+        check_output_path("--out", args.out)
+    elif args.action == "train":
+        check_input_file("--data", args.data, suffixes=(".npz",))
+        if not args.plan:
+            from multisource.models.diffusion.train_cli import check_checkpoint
+
+            out = check_output_path("--out", args.out, kind="dir")
+            check_checkpoint(out)
+    elif args.action == "sample":
+        from multisource.images.imagenet import read_run_info
+
+        check_float("--ema-std", args.ema_std, minimum=1e-4, maximum=0.28)
+        read_run_info(args.run)
+        if args.vae is not None:
+            from multisource.images.latents import vae_folder
+
+            vae_folder(args.vae)
+        check_output_path("--out", args.out)
+    else:
+        check_input_file("--samples", args.samples, suffixes=(".npz",))
+        check_input_file("--reference", args.reference, suffixes=(".npz",))
+        if args.extractor == "inception":
+            from multisource.image_metrics.inception import inception_weights_path
+
+            inception_weights_path(args.inception_weights)
+        if args.out is not None:
+            check_output_path("--out", args.out)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -270,12 +579,21 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from multisource.paths import REPO_ROOT
+    from multisource.chapters import available_chapters
+    from multisource.paths import BOOK_DIR, BUILD_DIR, REPO_ROOT
+    from multisource.validation import check_output_path
 
     venv_script = Path(sys.executable).with_name("jupyter-book")
     executable = str(venv_script) if venv_script.exists() else shutil.which("jupyter-book")
     if executable is None:
         raise InputError("jupyter-book is not installed: run `make venv` first")
+    if not (BOOK_DIR / "_mathjax" / "mathjax" / "tex-mml-chtml.js").is_file():
+        raise InputError("MathJax is not vendored (book/_mathjax): run `make mathjax` first")
+    missing = [c.stem for c in available_chapters() if not c.notebook.is_file()]
+    if missing:
+        raise InputError(f"chapters not executed yet: {', '.join(missing)}; run "
+                         f"`multisource execute {' '.join(missing)}`")
+    check_output_path("the build folder", BUILD_DIR, kind="dir")
     command = [executable, "build", str(REPO_ROOT)]
     if args.strict:
         command += ["-W", "-n", "--keep-going"]

@@ -130,16 +130,27 @@ def normalised_source(path: Path) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
-def code_hash(module: str) -> str:
-    """A short SHA-256 of the normalised source of every module in `code_modules(module)`."""
+def module_source_file(module: str) -> Path | None:
+    """The source file of a module (see `code_modules`), or None when it has none."""
+    return _module_file(module)
+
+
+def modules_hash(modules: list[str]) -> str:
+    """A short SHA-256 of the names and normalised sources of `modules`, in order."""
     digest = hashlib.sha256()
-    for name in code_modules(module):
+    for name in modules:
         path = _module_file(name)
-        assert path is not None
+        if path is None:
+            raise ValueError(f"module {name!r} has no source file")
         digest.update(f"{name}\n".encode())
         digest.update(normalised_source(path).encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def code_hash(module: str) -> str:
+    """A short SHA-256 of the normalised source of every module in `code_modules(module)`."""
+    return modules_hash(code_modules(module))
 
 
 # Generated outputs: rewriting them does not make the code that produced them "dirty".

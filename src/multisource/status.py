@@ -1,19 +1,32 @@
-"""What each chapter shows and where its numbers came from (for `multisource status`)."""
+"""What each chapter shows and where its numbers came from (for `multisource status`).
+
+Per chapter: how its committed notebook was executed and whether it is current (executed from
+the present source, package code and stored results); per experiment it shows: whether the
+stored results were produced by the current config and code.
+"""
 
 from __future__ import annotations
 
-from multisource.chapters import CHAPTERS, notebook_record
+from multisource.chapters import CHAPTERS, Chapter, notebook_record, notebook_state
 from multisource.experiments import PROFILES, get, names
 from multisource.experiments.runner import stored_state
 
 STATE_WORDS = {
-    "current": "produced by the current code",
+    "current": "current (produced by the present config and code)",
     "stale-config": "STALE: its config differs from the code's (not shown; rerun)",
     "stale-code": "STALE: the code that computes it has changed (not shown; rerun)",
 }
 
+NOTEBOOK_WORDS = {
+    "current": "current (executed from the present source, code and stored results)",
+    "stale-source": "STALE: the chapter source changed since (re-execute)",
+    "stale-code": "STALE: the package code it uses changed since (re-execute)",
+    "stale-results": "STALE: the stored results it loads changed since (re-execute)",
+    "unrecorded": "not known (executed before inputs were recorded; re-execute)",
+}
 
-def _stored_results_summary(chapter_stem: str) -> str:
+
+def _stored_results_summary(chapter_stem: str) -> list[str]:
     parts = []
     for name in names():
         if get(name).chapter != chapter_stem:
@@ -26,39 +39,42 @@ def _stored_results_summary(chapter_stem: str) -> str:
                 parts.append(f"{name}[{profile}]: INVALID ({state.reason})")
                 continue
             record = state.record or {}
-            parts.append(f"{name}[{profile}] {STATE_WORDS[state.state]}; "
+            parts.append(f"{name}[{profile}]: {STATE_WORDS[state.state]}; "
                          f"{record.get('device')}, {record.get('wall_time_s')} s, "
                          f"commit {str(record.get('git_commit'))[:10]}, "
                          f"code {record.get('code_hash')}, config {record.get('config_hash')}")
-    return "; ".join(parts) if parts else "computed when the notebook runs"
+    return parts or ["none: everything is computed when the notebook runs"]
 
 
-def status_rows() -> list[dict[str, str]]:
+def _execution_summary(chapter: Chapter) -> str:
+    if not chapter.source.exists():
+        return "not written yet"
+    record = notebook_record(chapter)
+    if record is None:
+        return "not executed"
+    return (f"profile {record.get('profile')}, {record.get('device')}, "
+            f"{record.get('wall_time_s')} s; {NOTEBOOK_WORDS[notebook_state(chapter)]}")
+
+
+def status_rows() -> list[dict[str, str | list[str]]]:
     """One row per chapter: what it shows, how it was last executed, stored results used."""
-    rows = []
-    for chapter in CHAPTERS:
-        record = notebook_record(chapter) if chapter.source.exists() else None
-        if not chapter.source.exists():
-            executed = "not written yet"
-        elif record is None:
-            executed = "not executed"
-        else:
-            executed = (f"profile {record['profile']}, {record['device']}, "
-                        f"{record['wall_time_s']} s")
-        rows.append({"chapter": chapter.stem, "title": chapter.title, "shows": chapter.shows,
-                     "executed": executed, "results": _stored_results_summary(chapter.stem)})
-    return rows
+    return [{"chapter": chapter.stem, "title": chapter.title, "shows": chapter.shows,
+             "executed": _execution_summary(chapter),
+             "results": _stored_results_summary(chapter.stem)} for chapter in CHAPTERS]
 
 
 def status_table(*, markdown: bool = False) -> str:
     """The status rows as plain text or as a markdown table."""
     rows = status_rows()
     if markdown:
-        lines = ["| chapter | shows | last execution | stored results |",
+        lines = ["| chapter | shows | committed notebook | stored results |",
                  "|---|---|---|---|"]
-        lines += [f"| {r['title']} | {r['shows']} | {r['executed']} | {r['results']} |"
-                  for r in rows]
+        lines += [f"| {r['title']} | {r['shows']} | {r['executed']} | "
+                  f"{'<br>'.join(r['results'])} |" for r in rows]
         return "\n".join(lines)
-    blocks = [f"{r['chapter']}: {r['title']}\n  shows:    {r['shows']}\n"
-              f"  executed: {r['executed']}\n  results:  {r['results']}" for r in rows]
+    blocks = []
+    for r in rows:
+        results = "\n            ".join(r["results"])
+        blocks.append(f"{r['chapter']}: {r['title']}\n  shows:    {r['shows']}\n"
+                      f"  notebook: {r['executed']}\n  results:  {results}")
     return "\n".join(blocks)

@@ -119,6 +119,51 @@ def check_input_file(name: str, value: object, *, suffixes: Iterable[str] = ()) 
     return path
 
 
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says can be allocated without swapping (MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def human_bytes(value: float) -> str:
+    """`1.5 GB`-style size (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(value) < 1000 or unit == "PB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_seconds(value: float) -> str:
+    """`45 s`, `12 min`, `3.5 h` or `2.0 days`."""
+    if value < 120:
+        return f"{value:.0f} s"
+    if value < 7200:
+        return f"{value / 60:.0f} min"
+    if value < 172800:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86400:.1f} days"
+
+
+# Estimates are rough: work expected to need more than this share of the free memory is refused.
+MEMORY_SHARE = 0.75
+
+
+def check_memory(what: str, estimated_bytes: float, advice: str) -> None:
+    """Refuse work whose estimated peak memory exceeds MEMORY_SHARE of the available memory."""
+    available = available_memory_bytes()
+    if available is not None and estimated_bytes > MEMORY_SHARE * available:
+        raise InputError(f"{what} needs about {human_bytes(estimated_bytes)} of memory, more "
+                         f"than {MEMORY_SHARE:.0%} of the {human_bytes(available)} available "
+                         f"on this machine; {advice}")
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (no usage dump) and exit status 2."""
 

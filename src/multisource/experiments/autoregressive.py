@@ -2,8 +2,8 @@
 
 `autoregressive_tabular`: the order-1 tabular AR model, closed-form MLE, many seeds per task
 (vectorised). `autoregressive_neural`: the neural AR model with a teacher of the same
-architecture, Adam + L-BFGS with restarts, optimisation gap recorded. Both sweep K, n and
-beta_sim one at a time around a default setting, as Figure 1 of the paper does.
+architecture inside the parameter box, certified maximum-likelihood fits and the
+Fisher-information prediction of the risk (`multisource.experiments.sweep`).
 """
 
 from __future__ import annotations
@@ -14,39 +14,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from multisource.bounds import bound_ratio
 from multisource.experiments import Experiment, register
+from multisource.experiments.sweep import (
+    FIGURE1_N,
+    NetworkFamily,
+    NetworkSweep,
+    SweepGrid,
+    base_row,
+    figure1_settings,
+    run_network_task,
+    seed_tasks,
+    setting_rng,
+)
 from multisource.models import autoregressive as ar
-
-FIGURE1_K = (1, 3, 5, 10, 15)
-FIGURE1_N = (100, 300, 500, 1000, 5000)
-BETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def figure1_settings(K_default: int, n_default: int, beta_default: float,
-                     K_values: tuple[int, ...], n_values: tuple[int, ...],
-                     beta_values: tuple[float, ...]) -> list[dict[str, Any]]:
-    """The union of three one-at-a-time sweeps (K, n, beta_sim) around a default, no repeats."""
-    settings: list[dict[str, Any]] = []
-    for K in K_values:
-        settings.append({"K": int(K), "n": int(n_default), "beta_sim": float(beta_default)})
-    for n in n_values:
-        settings.append({"K": int(K_default), "n": int(n), "beta_sim": float(beta_default)})
-    for beta in beta_values:
-        settings.append({"K": int(K_default), "n": int(n_default), "beta_sim": float(beta)})
-    unique: list[dict[str, Any]] = []
-    for s in settings:
-        if s not in unique:
-            unique.append(s)
-    return unique
-
-
-def setting_rng(base_seed: int, seed: int, setting: dict[str, Any]) -> np.random.Generator:
-    """A numpy Generator keyed by (base seed, seed, K, n, beta_sim in thousandths)."""
-    key = [int(base_seed), int(seed), int(setting["K"]), int(setting["n"]),
-           round(1000 * float(setting["beta_sim"]))]
-    return np.random.default_rng(key)
-
+from multisource.models.split_fit import as_separate_networks
 
 # ---------------------------------------------------------------------------------------------
 # Tabular AR
@@ -54,29 +35,20 @@ def setting_rng(base_seed: int, seed: int, setting: dict[str, Any]) -> np.random
 
 
 @dataclass(frozen=True)
-class TabularConfig:
-    """Tabular AR sweep: V tokens, length L (L - 1 transition tables), Dirichlet(alpha) rows."""
+class TabularConfig(SweepGrid):
+    """Tabular AR sweep: V tokens, length L (L - 1 transition tables), Dirichlet(alpha) rows;
+    seeds are drawn in blocks of `seed_block` per task (vectorised)."""
 
     V: int = 2
     L: int = 9
     alpha: float = 1.0
-    K_default: int = 5
-    n_default: int = 500
-    beta_default: float = 0.5
-    K_values: tuple[int, ...] = FIGURE1_K
-    n_values: tuple[int, ...] = FIGURE1_N
-    beta_values: tuple[float, ...] = BETA_GRID
-    seeds: int = 200
     seed_block: int = 200
-    base_seed: int = 0
 
 
 def tabular_tasks(config: TabularConfig) -> list[dict[str, Any]]:
     """One task per setting and block of `seed_block` seeds."""
-    settings = figure1_settings(config.K_default, config.n_default, config.beta_default,
-                                config.K_values, config.n_values, config.beta_values)
     return [{**s, "first_seed": lo, "n_seeds": min(config.seed_block, config.seeds - lo)}
-            for s in settings for lo in range(0, config.seeds, config.seed_block)]
+            for s in figure1_settings(config) for lo in range(0, config.seeds, config.seed_block)]
 
 
 def run_tabular_task(config: TabularConfig, task: dict[str, Any],
@@ -90,11 +62,12 @@ def run_tabular_task(config: TabularConfig, task: dict[str, Any],
     counts = ar.sample_transition_counts(tables, n, rng)
     risks = ar.tabular_risks(tables, counts, shared)
     unseen = (counts.sum(axis=-1) == 0).mean(axis=(1, 2, 3))
-    theory = float(bound_ratio(K, ar.tabular_beta_sim(shared)))
-    return [{"K": K, "n": n, "beta_sim": ar.tabular_beta_sim(shared),
-             "seed": task["first_seed"] + i, "tv_multi": float(risks["multi"][i]),
-             "tv_single": float(risks["single"][i]), "unseen_rows": float(unseen[i]),
-             "theory_ratio": theory} for i in range(task["n_seeds"])]
+    per_table = config.V * (config.V - 1)
+    head = base_row(task, ar.tabular_beta_sim(shared), per_table * int(shared.sum()),
+                    per_table * int((~shared).sum()))
+    return [{**head, "seed": task["first_seed"] + i, "tv_multi": float(risks["multi"][i]),
+             "tv_single": float(risks["single"][i]), "unseen_rows": float(unseen[i])}
+            for i in range(task["n_seeds"])]
 
 
 TABULAR_PROFILES = {
@@ -120,34 +93,12 @@ register(Experiment(
 
 
 @dataclass(frozen=True)
-class NeuralConfig:
-    """Neural AR sweep: V tokens, length L, `units` hidden units split by beta_sim."""
+class NeuralConfig(NetworkSweep):
+    """Neural AR sweep: V tokens, length L, `units` hidden units per source network split by
+    beta_sim, a teacher uniform on the inner half of the parameter box `ar.AR_BOX`."""
 
     V: int = 2
     L: int = 8
-    units: int = 4
-    teacher_weight_scale: float = 1.0
-    teacher_head_scale: float = 1.5
-    restarts: int = 3
-    warmup: int = 100
-    steps: int = 300
-    lr: float = 0.05
-    init_scale: float = 0.5
-    K_default: int = 5
-    n_default: int = 1000
-    beta_default: float = 0.5
-    K_values: tuple[int, ...] = FIGURE1_K
-    n_values: tuple[int, ...] = (200, 1000, 5000)
-    beta_values: tuple[float, ...] = BETA_GRID
-    seeds: int = 4
-    base_seed: int = 0
-
-
-def neural_tasks(config: NeuralConfig) -> list[dict[str, Any]]:
-    """One task per setting and seed."""
-    settings = figure1_settings(config.K_default, config.n_default, config.beta_default,
-                                config.K_values, config.n_values, config.beta_values)
-    return [{**s, "seed": seed} for s in settings for seed in range(config.seeds)]
 
 
 def neural_spec(config: NeuralConfig, K: int, beta_sim: float) -> ar.NeuralARSpec:
@@ -156,55 +107,58 @@ def neural_spec(config: NeuralConfig, K: int, beta_sim: float) -> ar.NeuralARSpe
     return ar.NeuralARSpec(config.V, config.L, K, shared, config.units - shared)
 
 
+def _sample(spec: ar.NeuralARSpec, teacher: dict[str, torch.Tensor], n: int,
+            rng: np.random.Generator) -> np.ndarray:
+    x, y = ar.sample_neural_ar(teacher, spec, n, rng)
+    return ar.sequence_counts(x, y, spec.K, spec.V)
+
+
+def _fit(spec: ar.NeuralARSpec, counts: np.ndarray, config: NeuralConfig,
+         generator: torch.Generator | None, start: dict[str, torch.Tensor] | None
+         ) -> ar.NeuralFit:
+    return ar.fit_neural_ar(spec, counts, restarts=config.restarts, steps=config.steps,
+                            screen=config.screen, init_scale=config.init_scale,
+                            generator=generator, start=start)
+
+
+def _source_log_probs(spec: ar.NeuralARSpec):
+    one = ar.NeuralARSpec(spec.V, spec.L, 1, spec.shared_units, spec.specific_units)
+    enum = ar.sequence_enumeration(one)
+    return lambda params: ar.neural_ar_log_probs(params, one, enum)[0, 0]
+
+
+NEURAL_FAMILY = NetworkFamily(
+    spec=neural_spec,
+    teacher=lambda spec, generator: ar.teacher_neural_ar(spec, generator),
+    probs=lambda spec, params: ar.neural_ar_all_probs(params, spec)[0],
+    sample=_sample,
+    nll=lambda spec, params, counts: ar.neural_ar_nll(params, spec, counts),
+    fit=_fit,
+    source_log_probs=_source_log_probs,
+    shared=("Ws", "bs", "As"),
+    as_separate=as_separate_networks,
+)
+
+
 def run_neural_task(config: NeuralConfig, task: dict[str, Any],
                     device: torch.device | None = None) -> list[dict[str, Any]]:
-    """Teacher, data, both MLE fits and their exact average TV for one setting and seed.
-
-    The networks are tiny (a few hundred parameters), so the fits run on the CPU whatever the
-    device; `device` is accepted for the runner's interface.
-    """
-    torch.set_num_threads(1)
-    K, n, beta = task["K"], task["n"], task["beta_sim"]
-    rng = setting_rng(config.base_seed, task["seed"], task)
-    torch_seed = int(rng.integers(2**62))
-    spec = neural_spec(config, K, beta)
-    teacher = ar.init_neural_ar(spec, 1, torch.Generator().manual_seed(torch_seed),
-                                weight_scale=config.teacher_weight_scale,
-                                head_scale=config.teacher_head_scale)
-    truth = ar.neural_ar_all_probs(teacher, spec)[0]
-    x, y = ar.sample_neural_ar(teacher, spec, n, rng)
-    counts = ar.sequence_counts(x, y, K, config.V)
-    teacher_nll = ar.neural_ar_nll(teacher, spec, counts)
-    row: dict[str, Any] = {"K": K, "n": n, "beta_sim": spec.beta_sim, "seed": task["seed"],
-                           "shared_params": spec.shared_parameters,
-                           "specific_params": spec.specific_parameters,
-                           "teacher_nll": teacher_nll,
-                           "theory_ratio": float(bound_ratio(K, spec.beta_sim))}
-    # With K = 1 the two classes coincide (units are only relabelled): one fit serves both.
-    for name, model in (("multi", spec if K > 1 else spec.single()), ("single", spec.single())):
-        fit = ar.fit_neural_ar(model, counts, restarts=config.restarts, warmup=config.warmup,
-                               steps=config.steps, lr=config.lr, init_scale=config.init_scale,
-                               generator=torch.Generator().manual_seed(torch_seed + 1))
-        fitted = ar.neural_ar_all_probs(fit.params, model)[0]
-        row[f"tv_{name}"] = float(ar.average_tv(fitted, truth))
-        row[f"nll_{name}"] = fit.train_nll
-        row[f"gap_{name}"] = fit.train_nll - teacher_nll
-        row[f"restart_spread_{name}"] = float(np.ptp(fit.restart_nll))
-    return [row]
+    """One setting and seed (`sweep.run_network_task`); the fits run on the CPU."""
+    return run_network_task(config, task, NEURAL_FAMILY)
 
 
 NEURAL_PROFILES = {
-    "smoke": NeuralConfig(K_values=(3,), n_values=(300,), beta_values=(0.5,), K_default=3,
-                          n_default=300, restarts=2, warmup=20, steps=30, seeds=1),
-    "book": NeuralConfig(),
-    "paper": NeuralConfig(n_values=FIGURE1_N, seeds=20, restarts=5, steps=1000),
+    "smoke": NeuralConfig(L=5, K_values=(3,), n_values=(300,), beta_values=(0.5,), K_default=3,
+                          n_default=300, restarts=2, steps=60, seeds=1),
+    "book": NeuralConfig(K_values=(3, 5, 10, 15), n_default=5000, n_values=(1000, 5000, 20000),
+                         beta_values=(0.25, 0.5, 0.75, 1.0), seeds=20),
+    "paper": NeuralConfig(n_default=5000, n_values=(*FIGURE1_N, 20000), seeds=50),
 }
 
 register(Experiment(
     name="autoregressive_neural",
-    description="Neural AR sources (shared/per-source hidden units): exact TV, optimisation gap",
+    description="Neural AR sources: certified MLE, exact TV, Fisher-information prediction",
     chapter="05_autoregressive",
     profiles=NEURAL_PROFILES,
-    tasks=neural_tasks,
+    tasks=seed_tasks,
     run_task=run_neural_task,
 ))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from multisource.devices import describe_device, resolve_device
 from multisource.experiments import Experiment, get
-from multisource.paths import results_path
+from multisource.paths import BUILD_DIR, results_path
 from multisource.provenance import (
     atomic_write_bytes,
     atomic_write_text,
@@ -31,7 +31,10 @@ from multisource.provenance import (
     provenance_record,
     sha256_bytes,
 )
-from multisource.validation import InputError
+from multisource.validation import InputError, check_output_path
+
+# Results a notebook computed itself (`load_or_run`): outside the committed data/results.
+COMPUTED_RESULTS_DIR: Path = BUILD_DIR / "results"
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     config = experiment.config(profile)
     torch_device = resolve_device(device)
     csv_path = _csv_path(experiment, profile, results_dir)
+    check_output_path("results folder", csv_path.parent, kind="dir")  # before any work
     checkpoint = csv_path.with_suffix(".partial.jsonl")
     digest = config_hash(experiment.name, config)
     code_digest = code_hash(experiment.code_module)
@@ -238,11 +242,18 @@ def load_results(name: str, profile: str, *, results_dir: Path | None = None
 
 def load_or_run(name: str, profile: str = "book", device: str = "auto", *,
                 progress: bool = False) -> StoredResults:
-    """Stored results when their provenance matches, else run now (and store)."""
-    stored = load_results(name, profile)
-    if stored is not None:
-        return stored
-    return run_experiment(name, profile, device, progress=progress)
+    """Stored results when their provenance matches, else run now.
+
+    What a notebook computes itself is kept in `COMPUTED_RESULTS_DIR` (`_build/results`,
+    gitignored) and reused from there while its provenance matches: executing a chapter never
+    writes `data/results`, which only `multisource run` fills.
+    """
+    for results_dir in (None, COMPUTED_RESULTS_DIR):
+        stored = load_results(name, profile, results_dir=results_dir)
+        if stored is not None:
+            return stored
+    return run_experiment(name, profile, device, progress=progress,
+                          results_dir=COMPUTED_RESULTS_DIR)
 
 
 def _csv_path(experiment: Experiment, profile: str, results_dir: Path | None) -> Path:

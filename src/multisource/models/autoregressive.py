@@ -1,8 +1,9 @@
 """Autoregressive (AR) sources over [V]^L: a tabular order-1 model and a small neural AR model.
 
-The paper instantiates its bound for AR models with beta_sim = the fraction of shared network
-parameters; its model class is not public. Both classes here are our own realizable
-constructions, chosen so that every quantity can be computed exactly:
+A secondary summary of the paper says it instantiates the bound for AR models with beta_sim =
+the fraction of shared network parameters; the paper's model class could not be obtained. Both
+classes here are our own realizable constructions, chosen so that every quantity can be computed
+exactly:
 
 Tabular (closed-form MLE). Every source starts with x_1 uniform on [V] (fixed, not estimated) and
 moves by position-dependent V x V transition tables P_t(x_t | x_{t-1}, k), t = 2..L. The tables at
@@ -12,12 +13,15 @@ the normalised transition counts (pooled over sources for shared tables). A cont
 never observed leaves the likelihood flat in that row, so the MLE is not unique there; our
 convention is the uniform row 1/V.
 
-Neural (fitted by Adam on the exact NLL). p(x_t | x_<t, k) = softmax(A_s h_s + A_k h_k), with
+Neural (maximum likelihood over a box). p(x_t | x_<t, k) = softmax(A_s h_s + A_k h_k), with
 h_s = tanh(W_s u + b_s) (H_s shared hidden units with a shared head) and h_k = tanh(W_k u + b_k)
 (H_p units with their own head per source). The input u is the one-hot of x_<t zero-padded to
 L - 1 positions (D = (L - 1) V numbers). Each unit carries D + 1 + V parameters, so
-beta_sim = H_s / (H_s + H_p) exactly. The single-source fit is the same
-network with every unit source-specific (H_s = 0, H_p = H_s + H_p): K separate networks.
+beta_sim = H_s / (H_s + H_p) exactly. The single-source fit is the same network with every unit
+source-specific (H_s = 0, H_p = H_s + H_p): K separate networks. The parameter set is the box
+`AR_BOX` (|W|, |b| <= 3, |A| <= 4): without a bound, saturating units let the likelihood grow
+for ever and the MLE need not exist. Fits are L-BFGS-B runs from several random starts
+(`multisource.models.split_fit`), on the exact NLL computed once per distinct prefix.
 
 Errors are exact: all V^L sequences are enumerated.
 """
@@ -32,6 +36,14 @@ import torch
 
 from multisource.metrics import tv_discrete
 from multisource.models.sharing import SharedUnitSplit
+from multisource.models.split_fit import (
+    Problem,
+    UnitBox,
+    fit_from,
+    fit_split_network,
+    gaussian_in_box,
+    uniform_in_box,
+)
 from multisource.validation import InputError, check_float, check_int
 
 # ---------------------------------------------------------------------------------------------
@@ -310,54 +322,97 @@ def sequence_counts(x: np.ndarray, y: np.ndarray, K: int, V: int) -> np.ndarray:
     return counts
 
 
+AR_BOX = UnitBox(hidden=3.0, output=4.0)
+"""The bounded parameter set of the neural AR class: |W|, |b| <= 3 and |A| <= 4 entrywise."""
+
+
+def neural_ar_shapes(spec: NeuralARSpec, restarts: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the parameter tensors, with a leading restart axis."""
+    D, V, K = spec.input_size, spec.V, spec.K
+    Hs, Hp = spec.shared_units, spec.specific_units
+    return {"Ws": (restarts, Hs, D), "bs": (restarts, Hs), "As": (restarts, V, Hs),
+            "Wp": (restarts, K, Hp, D), "bp": (restarts, K, Hp), "Ap": (restarts, K, V, Hp)}
+
+
 def init_neural_ar(spec: NeuralARSpec, restarts: int, generator: torch.Generator, *,
                    weight_scale: float = 1.0, head_scale: float = 1.0) -> dict[str, torch.Tensor]:
     """Random parameters with a leading restart axis R: Gaussian hidden weights and biases
-    (sd weight_scale) and heads (sd head_scale)."""
+    (sd weight_scale) and heads (sd head_scale), not clipped."""
     restarts = check_int("restarts", restarts, minimum=1)
-    D, V, K = spec.input_size, spec.V, spec.K
-    Hs, Hp = spec.shared_units, spec.specific_units
+    shapes = neural_ar_shapes(spec, restarts)
+    return {name: (head_scale if name[0] == "A" else weight_scale)
+            * torch.randn(*shape, generator=generator, dtype=torch.float64)
+            for name, shape in shapes.items()}
 
-    def draw(*shape: int, scale: float) -> torch.Tensor:
-        return scale * torch.randn(*shape, generator=generator, dtype=torch.float64)
 
-    return {
-        "Ws": draw(restarts, Hs, D, scale=weight_scale),
-        "bs": draw(restarts, Hs, scale=weight_scale),
-        "As": draw(restarts, V, Hs, scale=head_scale),
-        "Wp": draw(restarts, K, Hp, D, scale=weight_scale),
-        "bp": draw(restarts, K, Hp, scale=weight_scale),
-        "Ap": draw(restarts, K, V, Hp, scale=head_scale),
-    }
+def teacher_neural_ar(spec: NeuralARSpec, generator: torch.Generator, *,
+                      box: UnitBox = AR_BOX, fraction: float = 0.5) -> dict[str, torch.Tensor]:
+    """A teacher inside the box: every parameter uniform on [-fraction bound, fraction bound]."""
+    return uniform_in_box(neural_ar_shapes(spec, 1), box, fraction, generator)
 
 
 class _Enumeration:
-    """The enumerated sequences of one spec with their network inputs (computed once)."""
+    """The enumerated sequences of one (V, L) and the distinct prefixes they pass through.
+
+    A prefix x_<t (t = 0..L-1) fixes the next-token distribution, and there are only
+    (V^L - 1) / (V - 1) of them against V^L L (sequence, position) pairs, so the network is
+    evaluated once per prefix. `index[m, t]` is the flat (prefix, next token) cell that
+    sequence m visits at position t.
+    """
 
     def __init__(self, spec: NeuralARSpec) -> None:
-        seqs = all_sequences(spec.V, spec.L)
-        self.tokens = torch.as_tensor(seqs)                           # (M, L)
-        self.feats = ar_features(seqs, spec.V)                        # (M, L, D)
+        V, L = spec.V, spec.L
+        seqs = all_sequences(V, L)
+        self.tokens = torch.as_tensor(seqs)                                    # (M, L)
+        offsets = np.cumsum([0] + [V**t for t in range(L)])                    # prefixes by length
+        prefix_id = np.zeros((seqs.shape[0], L), dtype=np.int64)
+        for t in range(L):
+            code = seqs[:, :t] @ (V ** np.arange(t - 1, -1, -1)) if t else 0
+            prefix_id[:, t] = offsets[t] + code
+        self.index = torch.as_tensor(prefix_id * V + seqs)                     # (M, L)
+        n_prefix = int(offsets[-1])
+        feats = np.zeros((n_prefix, (L - 1) * V))
+        for t in range(1, L):
+            for code in range(V**t):
+                prefix = np.array(np.unravel_index(code, (V,) * t))
+                feats[offsets[t] + code, np.arange(t) * V + prefix] = 1.0
+        self.feats = torch.as_tensor(feats)                                    # (P, D)
+        self.cells = n_prefix * V
+
+    def cell_counts(self, counts: np.ndarray) -> torch.Tensor:
+        """Sequence counts (K, M) -> counts of every (prefix, next token) cell (K, P V)."""
+        counts_t = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
+        out = torch.zeros(counts_t.shape[0], self.cells, dtype=torch.float64)
+        flat = self.index.reshape(-1)
+        out.index_add_(1, flat, counts_t.repeat_interleave(self.index.shape[1], dim=1))
+        return out
+
+
+def sequence_enumeration(spec: NeuralARSpec) -> _Enumeration:
+    """The enumeration of `spec`'s sequences and prefixes, to reuse across many evaluations."""
+    return _Enumeration(spec)
+
+
+def _cell_log_probs(params: dict[str, torch.Tensor], spec: NeuralARSpec,
+                    enum: _Enumeration) -> torch.Tensor:
+    """log p(next token | prefix, k) for every cell: (R, K, P V)."""
+    feats = enum.feats
+    hs = torch.tanh(feats @ params["Ws"].transpose(1, 2) + params["bs"][:, None, :])  # (R,P,Hs)
+    logits = (hs @ params["As"].transpose(1, 2))[:, None]                             # (R,1,P,V)
+    if params["Wp"].shape[2] > 0:
+        hp = torch.tanh(feats @ params["Wp"].transpose(2, 3) + params["bp"][:, :, None, :])
+        logits = logits + hp @ params["Ap"].transpose(2, 3)                          # (R,K,P,V)
+    R = logits.shape[0]
+    logits = logits.expand(R, spec.K, *logits.shape[2:])
+    return torch.log_softmax(logits, dim=-1).reshape(R, spec.K, -1)
 
 
 def neural_ar_log_probs(params: dict[str, torch.Tensor], spec: NeuralARSpec,
                         enum: _Enumeration | None = None) -> torch.Tensor:
     """log p(x | k) of every enumerated sequence: shape (R, K, V**L), differentiable."""
     enum = _Enumeration(spec) if enum is None else enum
-    feats = enum.feats
-    R = params["Ws"].shape[0]
-    M, L, _ = feats.shape
-    hs = torch.tanh(torch.einsum("mld,rhd->rmlh", feats, params["Ws"])
-                    + params["bs"][:, None, None, :])
-    logits = torch.einsum("rmlh,rvh->rmlv", hs, params["As"])[:, None]        # (R, 1, M, L, V)
-    if params["Wp"].shape[2] > 0:
-        hp = torch.tanh(torch.einsum("mld,rkhd->rkmlh", feats, params["Wp"])
-                        + params["bp"][:, :, None, None, :])
-        logits = logits + torch.einsum("rkmlh,rkvh->rkmlv", hp, params["Ap"])
-    logits = logits.expand(R, spec.K, M, L, spec.V)
-    logp = torch.log_softmax(logits, dim=-1)
-    index = enum.tokens[None, None, :, :, None].expand(R, spec.K, M, L, 1)
-    return logp.gather(-1, index).squeeze(-1).sum(-1)
+    cells = _cell_log_probs(params, spec, enum)                                     # (R,K,PV)
+    return cells[:, :, enum.index].sum(-1)
 
 
 def neural_ar_all_probs(params: dict[str, torch.Tensor], spec: NeuralARSpec) -> np.ndarray:
@@ -375,83 +430,85 @@ def neural_ar_nll(params: dict[str, torch.Tensor], spec: NeuralARSpec,
     return float(-(counts_t * logp).sum() / counts_t.sum())
 
 
+def neural_ar_problem(spec: NeuralARSpec, counts: np.ndarray, box: UnitBox = AR_BOX
+                      ) -> Problem:
+    """The likelihood of sequence counts (K, V**L) under the class `spec`, over the box."""
+    counts = np.asarray(counts)
+    if counts.shape != (spec.K, spec.V**spec.L):
+        raise InputError(f"counts must have shape (K, V**L)=({spec.K}, {spec.V**spec.L}), "
+                         f"got {tuple(counts.shape)}")
+    enum = _Enumeration(spec)
+    cell_counts = enum.cell_counts(counts)
+
+    def per_source_nll(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return -(cell_counts * _cell_log_probs(params, spec, enum)).sum(-1)
+
+    return Problem(per_source_nll, float(counts.sum()), box,
+                   _fast_nll(enum.feats.numpy(), cell_counts.numpy().reshape(spec.K, -1, spec.V)))
+
+
+def _fast_nll(feats: np.ndarray, cells: np.ndarray):
+    """Hand-written NLL and gradient of one parameter set (see `split_fit.FastNLL`).
+
+    feats (P, D) prefix inputs, cells (K, P, V) counts of every (prefix, next token) cell.
+    """
+    totals = cells.sum(-1, keepdims=True)
+
+    def value_and_grad(p: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        hs = np.tanh(feats @ p["Ws"].T + p["bs"])                               # (P, Hs)
+        hp = np.tanh(feats @ p["Wp"].transpose(0, 2, 1) + p["bp"][:, None, :])  # (K, P, Hp)
+        logits = (hs @ p["As"].T)[None] + hp @ p["Ap"].transpose(0, 2, 1)      # (K, P, V)
+        logits = logits - logits.max(-1, keepdims=True)
+        log_norm = np.log(np.exp(logits).sum(-1, keepdims=True))
+        logp = logits - log_norm
+        values = -(cells * logp).sum((1, 2))
+        g = totals * np.exp(logp) - cells                     # d(total NLL) / d logits
+        g_shared = g.sum(0)
+        dzp = (g @ p["Ap"]) * (1.0 - hp**2)
+        dzs = (g_shared @ p["As"]) * (1.0 - hs**2)
+        grads = {"Ws": dzs.T @ feats, "bs": dzs.sum(0), "As": g_shared.T @ hs,
+                 "Wp": dzp.transpose(0, 2, 1) @ feats, "bp": dzp.sum(1),
+                 "Ap": g.transpose(0, 2, 1) @ hp}
+        return values, grads
+
+    return value_and_grad
+
+
 @dataclass(frozen=True)
 class NeuralFit:
-    """A fitted neural AR model (best restart per independent block) and its training NLL."""
+    """A fitted neural AR model: the selected parameters (restart axis 1), the mean training NLL
+    per sequence, the mean NLL of every first-stage random start, and optimiser diagnostics."""
 
-    params: dict[str, torch.Tensor]    # restart axis of size 1
-    train_nll: float                   # mean NLL per training sequence (nats), selected model
-    restart_nll: np.ndarray            # mean NLL per sequence of every restart, shape (R,)
+    params: dict[str, torch.Tensor]
+    train_nll: float
+    restart_nll: np.ndarray
+    projected_gradient: float = 0.0
+    at_bound: int = 0
 
 
 def fit_neural_ar(spec: NeuralARSpec, counts: np.ndarray, *, restarts: int = 3,
-                  warmup: int = 100, steps: int = 300, lr: float = 0.05, init_scale: float = 0.5,
-                  generator: torch.Generator) -> NeuralFit:
-    """MLE on the exact NLL: `warmup` Adam steps (rate lr), then at most `steps` L-BFGS iterations
-    (strong Wolfe line search); the `restarts` random starts are trained in parallel.
-
-    counts (K, V**L) summarise the training set (`sequence_counts`); the NLL is exact because
-    the sequences are enumerated. When
-    spec has no shared units (the single-source class) the K networks are independent, so the
-    best restart is chosen per source; otherwise the restart with the lowest total NLL is kept.
+                  steps: int = 300, screen: int | None = None, init_scale: float = 0.5,
+                  generator: torch.Generator | None = None, box: UnitBox = AR_BOX,
+                  start: dict[str, torch.Tensor] | None = None) -> NeuralFit:
+    """Maximum likelihood over the box on the exact NLL (L-BFGS-B, at most `steps` iterations per
+    run), with the restart budget of `multisource.models.split_fit`: R random starts (Gaussian,
+    sd init_scale, clipped to the box) screened for `screen` iterations, best per source when
+    the sources share nothing; with shared units, R further starts of every source's own units.
+    `start` (e.g. the teacher) replaces the random starts by one run from that point: a check on
+    the optimiser.
     """
     restarts = check_int("restarts", restarts, minimum=1)
-    warmup = check_int("warmup", warmup, minimum=0)
-    steps = check_int("steps", steps, minimum=0)
-    lr = check_float("lr", lr, minimum=1e-6, maximum=10.0)
-    counts_t = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
-    if counts_t.shape != (spec.K, spec.V**spec.L):
-        raise InputError(f"counts must have shape (K, V**L)=({spec.K}, {spec.V**spec.L}), "
-                         f"got {tuple(counts_t.shape)}")
-    n = float(counts_t.sum())
-    enum = _Enumeration(spec)
-    params = init_neural_ar(spec, restarts, generator, weight_scale=init_scale,
-                            head_scale=init_scale)
-    for tensor in params.values():
-        tensor.requires_grad_(True)
-    tensors = list(params.values())
-
-    def objective() -> torch.Tensor:
-        return -(counts_t * neural_ar_log_probs(params, spec, enum)).sum() / n
-
-    optimiser = torch.optim.Adam(tensors, lr=lr)
-    for _ in range(warmup):
-        optimiser.zero_grad()
-        loss = objective()
-        loss.backward()
-        optimiser.step()
-    if steps:
-        lbfgs = torch.optim.LBFGS(tensors, lr=1.0, max_iter=steps, history_size=20,
-                                  tolerance_grad=1e-9, tolerance_change=1e-12,
-                                  line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            lbfgs.zero_grad()
-            loss = objective()
-            loss.backward()
-            return loss
-
-        lbfgs.step(closure)
-    with torch.no_grad():
-        per_source = -(counts_t * neural_ar_log_probs(params, spec, enum)).sum(-1)   # (R, K)
-    independent = spec.shared_units == 0
-    best = _select(params, per_source, independent=independent)
-    total = per_source.min(0).values.sum() if independent else per_source.sum(1).min()
-    return NeuralFit(best, float(total) / n, per_source.sum(1).numpy() / n)
-
-
-def _select(params: dict[str, torch.Tensor], per_source_nll: torch.Tensor, *,
-            independent: bool) -> dict[str, torch.Tensor]:
-    """Keep the best restart: per source when the sources' parameters are disjoint."""
-    K = per_source_nll.shape[1]
-    if not independent:
-        r = int(per_source_nll.sum(1).argmin())
-        return {k: v[r : r + 1].detach().clone() for k, v in params.items()}
-    choice = per_source_nll.argmin(0)                                  # (K,)
-    best = {k: v[:1].detach().clone() for k, v in params.items()}
-    for name in ("Wp", "bp", "Ap"):
-        best[name] = params[name][choice, torch.arange(K)][None].detach().clone()
-    return best
+    problem = neural_ar_problem(spec, counts, box)
+    if start is not None:
+        fit = fit_from(problem, start, steps)
+    else:
+        if generator is None:
+            raise InputError("generator is required for random starts (or give start=)")
+        starts = gaussian_in_box(neural_ar_shapes(spec, restarts), box, init_scale, generator)
+        extra = gaussian_in_box(neural_ar_shapes(spec, restarts), box, init_scale, generator)
+        fit = fit_split_network(problem, starts, extra, steps, screen)
+    return NeuralFit(fit.params, fit.train_nll, fit.restart_nll, fit.projected_gradient,
+                     fit.at_bound)
 
 
 def sample_neural_ar(params: dict[str, torch.Tensor], spec: NeuralARSpec, n: int,

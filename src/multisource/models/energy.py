@@ -1,7 +1,8 @@
 """Energy-based sources: p(x | k) = exp(-E(x, k)) / Z_k, with Z_k computed exactly.
 
-The paper instantiates its bound for "flexible" energy-based models (EBMs), with beta_sim = the
-fraction of shared MLP parameters; its model class is not public. The classes here are our own
+A secondary summary of the paper says it instantiates the bound for "flexible" energy-based
+models (EBMs), with beta_sim = the fraction of shared MLP parameters; the paper's model class
+could not be obtained. The classes here are our own
 realizable constructions, small enough that Z needs neither MCMC nor approximation beyond
 quadrature:
 
@@ -11,14 +12,18 @@ default), log p(x | k) = theta_k . T(x) - log Z_k with T(x) = (x_i, x_i x_j). A 
 which of the m = d + |edges| parameters are shared (psi); beta_sim = (#shared) / m. Couplings
 become shared first, then fields, so beta_sim = |edges| / m is the classical "shared couplings,
 source-specific fields" model. The MLE is taken over the box |theta| <= bound (the truth lies
-inside): with few samples per source the unconstrained MLE may not exist.
+inside): with few samples per source the unconstrained MLE may not exist. L-BFGS-B is
+followed by projected Newton steps, so the fit is exact to rounding error.
 
 MLP energy (discrete {-1,+1}^d or continuous on the box [-1, 1]^2). E(x, k) = -a_s . tanh(W_s x +
 b_s) - a_k . tanh(W_k x + b_k): H_s shared hidden units and H_p units of source k. Each unit has
 d + 2 parameters, so beta_sim = H_s / (H_s + H_p). The single-source class has every unit
-source-specific. Fitted by Adam then L-BFGS on the exact NLL (enumeration or quadrature), with
-random restarts trained in parallel. On the square the weights are bounded (see
-`bounded_params`), because a quadrature partition function can otherwise be gamed.
+source-specific. Every parameter set is bounded. On the spins it is the box `SPIN_BOX`
+(|W|, |b| <= 2, |a| <= 4): without a bound, units sharpen into threshold functions, the
+likelihood keeps growing and the MLE does not exist. On the square the weights are mapped into a
+bounded set (see `bounded_params`), because a quadrature partition function can otherwise be
+gamed. Fits are L-BFGS-B runs from several random starts (`multisource.models.split_fit`) on the
+exact NLL (enumeration or quadrature).
 """
 
 from __future__ import annotations
@@ -29,11 +34,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from scipy.special import logsumexp
 
 from multisource.metrics import tv_on_grid
 from multisource.models.autoregressive import average_tv as average_tv  # re-exported
 from multisource.models.sharing import SharedUnitSplit
+from multisource.models.split_fit import (
+    Problem,
+    SplitFit,
+    UnitBox,
+    fit_from,
+    fit_split_network,
+    gaussian_in_box,
+    uniform_in_box,
+)
 from multisource.validation import InputError, check_float, check_int
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +111,8 @@ def random_ising_params(K: int, shared: np.ndarray, d: int, rng: np.random.Gener
 def ising_log_probs(theta: np.ndarray, stats: np.ndarray) -> np.ndarray:
     """log p(x | k) for every state: theta (..., K, m), stats (n_states, m) -> (..., K, states)."""
     logits = np.asarray(theta, float) @ np.asarray(stats, float).T
-    return logits - logsumexp(logits, axis=-1, keepdims=True)
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
 
 
 def sample_state_counts(probs: np.ndarray, n: int, rng: np.random.Generator,
@@ -170,12 +184,64 @@ def fit_ising(counts: np.ndarray, stats: np.ndarray, shared: np.ndarray | None, 
         grad = -(data_moments - n_k[:, None] * (np.exp(logp) @ stats)) / n   # (K, m)
         return value, np.concatenate([grad[:, shared].sum(axis=0), grad[:, ~shared].ravel()])
 
+    def hessian(z: np.ndarray) -> np.ndarray:
+        probs = np.exp(ising_log_probs(unpack(z), stats))                       # (K, states)
+        mean = probs @ stats
+        blocks = [(n_k[k] / n) * ((stats.T * probs[k]) @ stats - np.outer(mean[k], mean[k]))
+                  for k in range(K)]                                            # (m, m) each
+        size = s + K * p
+        h = np.zeros((size, size))
+        for k, block in enumerate(blocks):
+            own = slice(s + k * p, s + (k + 1) * p)
+            h[:s, :s] += block[np.ix_(shared, shared)]
+            h[:s, own] = block[np.ix_(shared, ~shared)]
+            h[own, :s] = block[np.ix_(~shared, shared)]
+            h[own, own] = block[np.ix_(~shared, ~shared)]
+        return h
+
     z0 = np.zeros(s + K * p)
     result = minimize(objective, z0, jac=True, method="L-BFGS-B",
                       bounds=[(-bound, bound)] * z0.size,
-                      options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
-    at_bound = int((np.abs(result.x) > bound - 1e-6).sum())
-    return IsingFit(unpack(result.x), float(result.fun), bool(result.success), at_bound)
+                      options={"maxiter": 2000, "ftol": 1e-10, "gtol": 1e-7})
+    z, value, gradient = _projected_newton(objective, hessian, result.x, bound)
+    converged = bool(np.abs(gradient).max(initial=0.0) < 1e-9)
+    at_bound = int((np.abs(z) > bound - 1e-6).sum())
+    return IsingFit(unpack(z), value, converged, at_bound)
+
+
+def _projected_newton(objective, hessian, z: np.ndarray, bound: float, *,
+                      iterations: int = 30) -> tuple[np.ndarray, float, np.ndarray]:
+    """Polish a box-constrained convex minimum with Newton steps on the free coordinates.
+
+    L-BFGS-B stops at a tolerance; a few exact Newton steps take the solution to rounding
+    error, so that recomputing a stored table on another machine or thread count reproduces it
+    to ~1e-12. Coordinates on the box whose gradient pushes outwards stay fixed. Returns the
+    point, its value and its projected gradient.
+    """
+    def projected(z: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        blocked = ((z >= bound) & (grad < 0)) | ((z <= -bound) & (grad > 0))
+        return np.where(blocked, 0.0, grad)
+
+    z = np.clip(z, -bound, bound)
+    value, grad = objective(z)
+    for _ in range(iterations):
+        free = projected(z, grad) != 0.0
+        if np.abs(projected(z, grad)).max(initial=0.0) < 1e-13 or not free.any():
+            break
+        h = hessian(z)[np.ix_(free, free)]
+        step = np.zeros_like(z)
+        step[free] = -np.linalg.solve(h + 1e-12 * np.eye(h.shape[0]), grad[free])
+        for scale in 0.5 ** np.arange(30):
+            trial = np.clip(z + scale * step, -bound, bound)
+            trial_value, trial_grad = objective(trial)
+            if trial_value <= value:
+                break
+        else:
+            break
+        if trial_value == value and np.array_equal(trial, z):
+            break
+        z, value, grad = trial, trial_value, trial_grad
+    return z, float(value), projected(z, grad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,24 +277,32 @@ class MLPEnergySpec(SharedUnitSplit):
         return MLPEnergySpec(self.d, self.K, 0, self.shared_units + self.specific_units)
 
 
+SPIN_BOX = UnitBox(hidden=2.0, output=4.0)
+"""The bounded parameter set of the spin MLP energy: |W|, |b| <= 2 and |a| <= 4 entrywise."""
+
+
+def mlp_shapes(spec: MLPEnergySpec, restarts: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the parameter tensors, with a leading restart axis."""
+    d, K, Hs, Hp = spec.d, spec.K, spec.shared_units, spec.specific_units
+    return {"Ws": (restarts, Hs, d), "bs": (restarts, Hs), "as": (restarts, Hs),
+            "Wp": (restarts, K, Hp, d), "bp": (restarts, K, Hp), "ap": (restarts, K, Hp)}
+
+
 def init_mlp_energy(spec: MLPEnergySpec, restarts: int, generator: torch.Generator, *,
                     weight_scale: float = 1.0, head_scale: float = 1.0
                     ) -> dict[str, torch.Tensor]:
     """Random parameters with a leading restart axis R (Gaussian, sd weight/head_scale)."""
     restarts = check_int("restarts", restarts, minimum=1)
-    d, K, Hs, Hp = spec.d, spec.K, spec.shared_units, spec.specific_units
+    return {name: (head_scale if name[0] == "a" else weight_scale)
+            * torch.randn(*shape, generator=generator, dtype=torch.float64)
+            for name, shape in mlp_shapes(spec, restarts).items()}
 
-    def draw(*shape: int, scale: float) -> torch.Tensor:
-        return scale * torch.randn(*shape, generator=generator, dtype=torch.float64)
 
-    return {
-        "Ws": draw(restarts, Hs, d, scale=weight_scale),
-        "bs": draw(restarts, Hs, scale=weight_scale),
-        "as": draw(restarts, Hs, scale=head_scale),
-        "Wp": draw(restarts, K, Hp, d, scale=weight_scale),
-        "bp": draw(restarts, K, Hp, scale=weight_scale),
-        "ap": draw(restarts, K, Hp, scale=head_scale),
-    }
+def teacher_mlp_energy(spec: MLPEnergySpec, generator: torch.Generator, *,
+                       box: UnitBox = SPIN_BOX, fraction: float = 0.5
+                       ) -> dict[str, torch.Tensor]:
+    """A teacher inside the box: every parameter uniform on [-fraction bound, fraction bound]."""
+    return uniform_in_box(mlp_shapes(spec, 1), box, fraction, generator)
 
 
 def mlp_energy(params: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
@@ -250,54 +324,37 @@ def energy_gradient_bound(params: dict[str, torch.Tensor]) -> np.ndarray:
     return (shared[:, None] + specific).detach().numpy()
 
 
-def _lbfgs_fit(params: dict[str, torch.Tensor], objective, *, warmup: int, steps: int,
-               lr: float) -> None:
-    """Adam warm-up then L-BFGS (strong Wolfe) on `objective()`, in place."""
-    tensors = list(params.values())
-    for tensor in tensors:
-        tensor.requires_grad_(True)
-    adam = torch.optim.Adam(tensors, lr=lr)
-    for _ in range(warmup):
-        adam.zero_grad()
-        objective().backward()
-        adam.step()
-    if steps:
-        lbfgs = torch.optim.LBFGS(tensors, lr=1.0, max_iter=steps, history_size=20,
-                                  tolerance_grad=1e-9, tolerance_change=1e-12,
-                                  line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            lbfgs.zero_grad()
-            loss = objective()
-            loss.backward()
-            return loss
-
-        lbfgs.step(closure)
-    for tensor in tensors:
-        tensor.requires_grad_(False)
-
-
-def _select(params: dict[str, torch.Tensor], per_source_nll: torch.Tensor, *,
-            independent: bool) -> dict[str, torch.Tensor]:
-    """Best restart: per source when the sources' parameters are disjoint, else overall."""
-    K = per_source_nll.shape[1]
-    if not independent:
-        r = int(per_source_nll.sum(1).argmin())
-        return {k: v[r : r + 1].detach().clone() for k, v in params.items()}
-    choice = per_source_nll.argmin(0)
-    best = {k: v[:1].detach().clone() for k, v in params.items()}
-    for name in ("Wp", "bp", "ap"):
-        best[name] = params[name][choice, torch.arange(K)][None].detach().clone()
-    return best
-
-
 @dataclass(frozen=True)
 class EnergyFit:
-    """A fitted MLP energy (restart axis of size 1), its mean training NLL, every restart's NLL."""
+    """A fitted MLP energy (restart axis of size 1), its mean training NLL, the mean NLL of every
+    first-stage random start, and optimiser diagnostics."""
 
     params: dict[str, torch.Tensor]
     train_nll: float
     restart_nll: np.ndarray
+    projected_gradient: float = 0.0
+    at_bound: int = 0
+
+
+def _energy_fit(fit: SplitFit) -> EnergyFit:
+    return EnergyFit(fit.params, fit.train_nll, fit.restart_nll, fit.projected_gradient,
+                     fit.at_bound)
+
+
+def _fit(problem: Problem, shapes: dict[str, tuple[int, ...]], *, restarts: int, steps: int,
+         screen: int | None, init_scale: float, generator: torch.Generator | None,
+         start: dict[str, torch.Tensor] | None) -> EnergyFit:
+    """Random-restart MLE (`split_fit.fit_split_network`), or one run from `start`."""
+    steps = check_int("steps", steps, minimum=0)
+    if start is not None:
+        return _energy_fit(fit_from(problem, start, steps))
+    if generator is None:
+        raise InputError("generator is required for random starts (or give start=)")
+    check_int("restarts", restarts, minimum=1)
+    box = problem.box or UnitBox(1e3, 1e3)
+    first = gaussian_in_box(shapes, box, init_scale, generator)
+    second = gaussian_in_box(shapes, box, init_scale, generator)
+    return _energy_fit(fit_split_network(problem, first, second, steps, screen))
 
 
 def discrete_log_probs(params: dict[str, torch.Tensor], states: torch.Tensor) -> torch.Tensor:
@@ -306,27 +363,54 @@ def discrete_log_probs(params: dict[str, torch.Tensor], states: torch.Tensor) ->
     return neg - torch.logsumexp(neg, dim=-1, keepdim=True)
 
 
-def fit_discrete_mlp(spec: MLPEnergySpec, counts: np.ndarray, states: np.ndarray, *,
-                     restarts: int = 3, warmup: int = 100, steps: int = 300, lr: float = 0.05,
-                     init_scale: float = 0.5, generator: torch.Generator) -> EnergyFit:
-    """MLE of the MLP energy on enumerated states from counts (K, n_states); exact log Z."""
-    restarts = check_int("restarts", restarts, minimum=1)
+def discrete_mlp_problem(spec: MLPEnergySpec, counts: np.ndarray, states: np.ndarray,
+                         box: UnitBox = SPIN_BOX) -> Problem:
+    """The likelihood of state counts (K, n_states) under the class `spec`, over the box."""
     counts_t = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
     states_t = torch.as_tensor(np.asarray(states), dtype=torch.float64)
     if counts_t.shape != (spec.K, states_t.shape[0]):
         raise InputError(f"counts must have shape (K, n_states)=({spec.K}, {states_t.shape[0]})")
-    n = float(counts_t.sum())
-    params = init_mlp_energy(spec, restarts, generator, weight_scale=init_scale,
-                             head_scale=init_scale)
-    _lbfgs_fit(params, lambda: -(counts_t * discrete_log_probs(params, states_t)).sum() / n,
-               warmup=check_int("warmup", warmup, minimum=0),
-               steps=check_int("steps", steps, minimum=0), lr=lr)
-    with torch.no_grad():
-        per_source = -(counts_t * discrete_log_probs(params, states_t)).sum(-1)      # (R, K)
-    independent = spec.shared_units == 0
-    total = per_source.min(0).values.sum() if independent else per_source.sum(1).min()
-    return EnergyFit(_select(params, per_source, independent=independent), float(total) / n,
-                     per_source.sum(1).numpy() / n)
+
+    def per_source_nll(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return -(counts_t * discrete_log_probs(params, states_t)).sum(-1)
+
+    return Problem(per_source_nll, float(counts_t.sum()), box,
+                   _fast_discrete_nll(states_t.numpy(), counts_t.numpy()))
+
+
+def _fast_discrete_nll(states: np.ndarray, counts: np.ndarray):
+    """Hand-written NLL and gradient of one parameter set (see `split_fit.FastNLL`)."""
+    n_k = counts.sum(-1, keepdims=True)
+
+    def value_and_grad(p: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        hs = np.tanh(states @ p["Ws"].T + p["bs"])                               # (S, Hs)
+        hp = np.tanh(states @ p["Wp"].transpose(0, 2, 1) + p["bp"][:, None, :])  # (K, S, Hp)
+        neg = (hs @ p["as"])[None] + (hp @ p["ap"][:, :, None])[..., 0]          # (K, S)
+        neg = neg - neg.max(-1, keepdims=True)
+        logp = neg - np.log(np.exp(neg).sum(-1, keepdims=True))
+        values = -(counts * logp).sum(-1)
+        g = n_k * np.exp(logp) - counts                      # d(total NLL) / d(-E)
+        g_shared = g.sum(0)
+        dzs = g_shared[:, None] * p["as"][None] * (1.0 - hs**2)
+        dzp = g[:, :, None] * p["ap"][:, None, :] * (1.0 - hp**2)
+        grads = {"Ws": dzs.T @ states, "bs": dzs.sum(0), "as": hs.T @ g_shared,
+                 "Wp": dzp.transpose(0, 2, 1) @ states, "bp": dzp.sum(1),
+                 "ap": (g[:, :, None] * hp).sum(1)}
+        return values, grads
+
+    return value_and_grad
+
+
+def fit_discrete_mlp(spec: MLPEnergySpec, counts: np.ndarray, states: np.ndarray, *,
+                     restarts: int = 3, steps: int = 300, screen: int | None = None,
+                     init_scale: float = 0.5,
+                     generator: torch.Generator | None = None, box: UnitBox = SPIN_BOX,
+                     start: dict[str, torch.Tensor] | None = None) -> EnergyFit:
+    """MLE of the MLP energy over the box from counts (K, n_states); exact log Z. Restarts as in
+    `multisource.models.split_fit`; `start` gives one run from that point instead."""
+    return _fit(discrete_mlp_problem(spec, counts, states, box), mlp_shapes(spec, restarts),
+                restarts=restarts, steps=steps, screen=screen, init_scale=init_scale,
+                generator=generator, start=start)
 
 
 def discrete_nll(params: dict[str, torch.Tensor], states: np.ndarray, counts: np.ndarray
@@ -456,37 +540,36 @@ def sample_box_ebm(params: dict[str, torch.Tensor], n: int, rng: np.random.Gener
     return x, y
 
 
-def fit_box_ebm(spec: MLPEnergySpec, x: np.ndarray, y: np.ndarray, quad: Quadrature, *,
-                restarts: int = 3, warmup: int = 100, steps: int = 300, lr: float = 0.05,
-                init_scale: float = 0.5, generator: torch.Generator,
-                bounds: tuple[float, float] = BOX_BOUNDS) -> EnergyFit:
-    """MLE of a box EBM from samples (x (n, 2), y (n,)), Z_k by the quadrature `quad`, over the
-    bounded class of `bounded_params` (raw parameters are optimised)."""
-    restarts = check_int("restarts", restarts, minimum=1)
+def box_problem(spec: MLPEnergySpec, x: np.ndarray, y: np.ndarray, quad: Quadrature, *,
+                bounds: tuple[float, float] = BOX_BOUNDS) -> Problem:
+    """The likelihood of samples (x (n, 2), y (n,)) with Z_k by `quad`; the raw parameters are
+    unbounded and mapped into the bounded class by `bounded_params`."""
     xt = torch.as_tensor(np.asarray(x, float))
     yt = torch.as_tensor(np.asarray(y), dtype=torch.int64)
     if xt.ndim != 2 or xt.shape[1] != spec.d or yt.shape != (xt.shape[0],):
         raise InputError(f"x must have shape (n, {spec.d}) and y shape (n,)")
-    n = xt.shape[0]
     nodes = torch.as_tensor(quad.nodes)
     qweights = torch.as_tensor(quad.weights)
     onehot = torch.nn.functional.one_hot(yt, spec.K).to(torch.float64).T          # (K, n)
-    params = init_mlp_energy(spec, restarts, generator, weight_scale=init_scale,
-                             head_scale=init_scale)
 
-    def per_source_nll() -> torch.Tensor:
+    def per_source_nll(params: dict[str, torch.Tensor]) -> torch.Tensor:
         logp = box_log_density(params, xt, nodes, qweights, bounds=bounds)            # (R, K, n)
         return -(logp * onehot).sum(-1)
 
-    _lbfgs_fit(params, lambda: per_source_nll().sum() / n,
-               warmup=check_int("warmup", warmup, minimum=0),
-               steps=check_int("steps", steps, minimum=0), lr=lr)
-    with torch.no_grad():
-        per_source = per_source_nll()
-    independent = spec.shared_units == 0
-    total = per_source.min(0).values.sum() if independent else per_source.sum(1).min()
-    return EnergyFit(_select(params, per_source, independent=independent), float(total) / n,
-                     per_source.sum(1).numpy() / n)
+    return Problem(per_source_nll, float(xt.shape[0]), None)
+
+
+def fit_box_ebm(spec: MLPEnergySpec, x: np.ndarray, y: np.ndarray, quad: Quadrature, *,
+                restarts: int = 3, steps: int = 300, screen: int | None = None,
+                init_scale: float = 0.5,
+                generator: torch.Generator | None = None,
+                bounds: tuple[float, float] = BOX_BOUNDS,
+                start: dict[str, torch.Tensor] | None = None) -> EnergyFit:
+    """MLE of a box EBM from samples, Z_k by the quadrature `quad`, over the bounded class of
+    `bounded_params` (raw parameters are optimised). Restarts as in `split_fit`."""
+    return _fit(box_problem(spec, x, y, quad, bounds=bounds), mlp_shapes(spec, restarts),
+                restarts=restarts, steps=steps, screen=screen, init_scale=init_scale,
+                generator=generator, start=start)
 
 
 def box_nll(params: dict[str, torch.Tensor], x: np.ndarray, y: np.ndarray, quad: Quadrature, *,

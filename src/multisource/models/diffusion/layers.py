@@ -39,8 +39,11 @@ def mp_silu(x: torch.Tensor) -> torch.Tensor:
 
 
 def mp_sum(a: torch.Tensor, b: torch.Tensor, t: float = 0.5) -> torch.Tensor:
-    """Blend (1-t)a + tb and rescale so that independent unit-magnitude inputs stay unit."""
-    return a.lerp(b, t) / math.sqrt((1 - t) ** 2 + t ** 2)
+    """Blend (1-t)a + tb and rescale so that independent unit-magnitude inputs stay unit.
+
+    Under autocast the branches can differ in dtype (a float32 skip, a bfloat16 convolution);
+    CUDA's lerp refuses mixed dtypes, so b takes a's dtype (a no-op when they agree)."""
+    return a.lerp(b.to(a.dtype), t) / math.sqrt((1 - t) ** 2 + t ** 2)
 
 
 def mp_cat(a: torch.Tensor, b: torch.Tensor, dim: int = 1, t: float = 0.5) -> torch.Tensor:
@@ -53,7 +56,7 @@ def mp_cat(a: torch.Tensor, b: torch.Tensor, dim: int = 1, t: float = 0.5) -> to
     c = math.sqrt((na + nb) / ((1 - t) ** 2 + t ** 2))
     wa = c / math.sqrt(na) * (1 - t)
     wb = c / math.sqrt(nb) * t
-    return torch.cat([wa * a, wb * b], dim=dim)
+    return torch.cat([wa * a, (wb * b).to(a.dtype)], dim=dim)
 
 
 class MPFourier(nn.Module):

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Open every page of the built book in headless Chromium with the network off and check it.
+
+For each HTML page under the build folder (default `_build/html`): MathJax typeset every math
+node with no MathJax error, every <img> loaded (naturalWidth > 0), no request left the build
+folder (only file:// URLs inside it, data: and blob:), and nothing was logged as a JavaScript or
+console error. Prints one line per problem and a summary with the number of pages, math nodes
+and images checked; exit status 1 when there is a problem, 2 when Chromium cannot be started.
+
+The browser is driven over the Chrome DevTools Protocol through a pair of pipes
+(`--remote-debugging-pipe`), so the check needs nothing beyond the standard library and the
+Debian `chromium` package; no port is opened. Usage:
+
+    python scripts/browser_check.py [BUILD_DIR] [--browser /usr/bin/chromium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--no-default-browser-check", "--disable-extensions", "--mute-audio",
+                 "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: nothing leaves
+                 "--remote-debugging-pipe")
+LOCAL_SCHEMES = ("data", "blob", "about")
+PAGE_TIMEOUT_S = 60.0
+
+# Runs in the page once it has loaded: loads lazy images, waits for them and for MathJax,
+# then reports what a reader would see.
+INSPECT_PAGE = """
+(async () => {
+  const images = Array.from(document.images);
+  for (const img of images) { img.loading = "eager"; }
+  await Promise.all(images.map(img => img.complete ? null : new Promise(done => {
+    img.addEventListener("load", done); img.addEventListener("error", done);
+  })));
+  let mathjaxError = null;
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    try { await MathJax.startup.promise; } catch (e) { mathjaxError = String(e); }
+  }
+  const math = Array.from(document.querySelectorAll(".math"));
+  return {
+    mathjax: Boolean(window.MathJax && MathJax.version),
+    mathjaxError: mathjaxError,
+    mathNodes: math.length,
+    typeset: document.querySelectorAll("mjx-container").length,
+    untypeset: math.filter(node => !node.querySelector("mjx-container"))
+                   .map(node => node.textContent.slice(0, 60)),
+    mathErrors: Array.from(document.querySelectorAll("mjx-merror"))
+                     .map(node => (node.getAttribute("data-mjx-error") || node.textContent)
+                                  .slice(0, 80)),
+    images: images.length,
+    brokenImages: images.filter(img => img.naturalWidth === 0)
+                        .map(img => img.getAttribute("src")),
+  };
+})()
+"""
+
+
+class BrowserError(RuntimeError):
+    """Chromium could not be started or stopped answering."""
+
+
+class DevTools:
+    """A Chromium process and its DevTools protocol over fds 3 (to it) and 4 (from it)."""
+
+    def __init__(self, executable: str, profile_dir: Path) -> None:
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+        # a tiny Python step puts the pipe ends on fds 3 and 4, where Chromium expects them
+        place_fds = ("import os, sys; os.dup2(int(sys.argv[1]), 3); "
+                     "os.dup2(int(sys.argv[2]), 4); os.execv(sys.argv[3], sys.argv[3:])")
+        command = [sys.executable, "-c", place_fds, str(to_browser_r), str(from_browser_w),
+                   executable, *BROWSER_FLAGS, f"--user-data-dir={profile_dir}", "about:blank"]
+        self.process = subprocess.Popen(command, pass_fds=(to_browser_r, from_browser_w),
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buffer = b""
+        self._next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, method: str, params: dict[str, Any] | None = None,
+             session: str | None = None, timeout: float = PAGE_TIMEOUT_S) -> dict[str, Any]:
+        """Send one command and wait for its answer (events that arrive meanwhile are kept)."""
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session is not None:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            for reply in self._read(deadline):
+                if reply.get("id") == self._next_id:
+                    if "error" in reply:
+                        raise BrowserError(f"{method}: {reply['error'].get('message')}")
+                    return reply.get("result", {})
+                if "method" in reply:
+                    self.events.append(reply)
+
+    def wait_for(self, method: str, timeout: float = PAGE_TIMEOUT_S) -> None:
+        """Wait until an event `method` has arrived (it stays in `events`)."""
+        deadline = time.monotonic() + timeout
+        while not any(e["method"] == method for e in self.events):
+            self.events.extend(r for r in self._read(deadline) if "method" in r)
+
+    def _read(self, deadline: float) -> list[dict[str, Any]]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BrowserError("Chromium did not answer in time")
+        ready, _, _ = select.select([self._from_browser], [], [], remaining)
+        if not ready:
+            raise BrowserError("Chromium did not answer in time")
+        chunk = os.read(self._from_browser, 1 << 20)
+        if not chunk:
+            raise BrowserError("Chromium closed the DevTools pipe (did it start?)")
+        self._buffer += chunk
+        *messages, self._buffer = self._buffer.split(b"\0")
+        return [json.loads(m) for m in messages if m]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._to_browser, json.dumps({"id": 0, "method": "Browser.close"}).encode()
+                     + b"\0")
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for fd in (self._to_browser, self._from_browser):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@dataclass
+class PageReport:
+    """What one page showed."""
+
+    page: str
+    math_nodes: int = 0
+    images: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _inside(url: str, root: Path) -> bool:
+    parsed = urlparse(url)
+    if parsed.scheme in LOCAL_SCHEMES:
+        return True
+    if parsed.scheme != "file":
+        return False
+    return Path(unquote(parsed.path)).resolve().is_relative_to(root)
+
+
+def _event_problems(events: list[dict[str, Any]], root: Path) -> list[str]:
+    """Requests that left the build folder, failed loads and console or JavaScript errors."""
+    problems = []
+    for event in events:
+        method, params = event["method"], event.get("params", {})
+        if method == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            if not _inside(url, root):
+                problems.append(f"request leaves the build folder: {url[:120]}")
+        elif method == "Network.loadingFailed" and not params.get("canceled"):
+            problems.append(f"failed to load ({params.get('errorText')}): "
+                            f"{params.get('requestId')}")
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            text = details.get("exception", {}).get("description") or details.get("text")
+            problems.append(f"JavaScript exception: {str(text).splitlines()[0][:160]}")
+        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            text = " ".join(str(a.get("value", a.get("description", "")))
+                            for a in params.get("args", []))
+            problems.append(f"console {params['type']}: {text[:160]}")
+        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+            entry = params["entry"]
+            problems.append(f"console error ({entry.get('source')}): {entry.get('text', '')[:160]}"
+                            f" {entry.get('url', '')[:120]}")
+    return problems
+
+
+def _failed_urls(events: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["params"]["requestId"]: e["params"]["request"]["url"] for e in events
+            if e["method"] == "Network.requestWillBeSent"}
+
+
+def check_page(browser: DevTools, session: str, page: Path, root: Path) -> PageReport:
+    """Load one page and report what went wrong on it."""
+    report = PageReport(str(page.relative_to(root)))
+    browser.events.clear()
+    browser.send("Page.navigate", {"url": page.as_uri()}, session)
+    browser.wait_for("Page.loadEventFired")
+    result = browser.send("Runtime.evaluate", {"expression": INSPECT_PAGE, "awaitPromise": True,
+                                               "returnByValue": True}, session)
+    if "exceptionDetails" in result:
+        report.problems.append(f"inspection failed: {result['exceptionDetails'].get('text')}")
+        return report
+    seen = result["result"]["value"]
+    browser.send("Runtime.evaluate", {"expression": "0"}, session)  # drain pending events
+    report.math_nodes, report.images = seen["typeset"], seen["images"]
+    if seen["mathNodes"] and not seen["mathjax"]:
+        report.problems.append(f"{seen['mathNodes']} math nodes but MathJax did not load")
+    if seen["mathjaxError"]:
+        report.problems.append(f"MathJax failed: {seen['mathjaxError']}")
+    report.problems += [f"math not typeset: {text!r}" for text in seen["untypeset"]]
+    report.problems += [f"MathJax error: {text}" for text in seen["mathErrors"]]
+    report.problems += [f"image not loaded: {src}" for src in seen["brokenImages"]]
+    urls = _failed_urls(browser.events)
+    report.problems += [problem.replace(request_id, urls.get(request_id, request_id))
+                        if (request_id := problem.rsplit(" ", 1)[-1]) in urls else problem
+                        for problem in _event_problems(browser.events, root)]
+    return report
+
+
+def pages_of(root: Path) -> list[Path]:
+    """Every HTML page of a Sphinx build (not the theme's template fragments in _static)."""
+    return sorted(p for p in root.rglob("*.html") if "_static" not in p.relative_to(root).parts
+                  and "_sources" not in p.relative_to(root).parts)
+
+
+def check_site(root: Path, executable: str) -> list[PageReport]:
+    """Open every page under `root` in one headless Chromium with the network off."""
+    root = root.resolve()
+    with tempfile.TemporaryDirectory(prefix="browser-check-") as profile_dir:
+        browser = DevTools(executable, Path(profile_dir))
+        try:
+            target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            session = browser.send("Target.attachToTarget", {"targetId": target,
+                                                             "flatten": True})["sessionId"]
+            for domain in ("Page", "Network", "Runtime", "Log"):
+                browser.send(f"{domain}.enable", {}, session)
+            browser.send("Network.emulateNetworkConditions", {
+                "offline": True, "latency": 0, "downloadThroughput": -1,
+                "uploadThroughput": -1}, session)
+            return [check_page(browser, session, page, root) for page in pages_of(root)]
+        finally:
+            browser.close()
+
+
+def find_browser(requested: str | None) -> str | None:
+    """The Chromium executable: the one asked for, else chromium on PATH."""
+    if requested:
+        return requested if os.access(requested, os.X_OK) else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("build_dir", nargs="?", default="_build/html")
+    parser.add_argument("--browser", default=None, help="Chromium executable")
+    args = parser.parse_args(argv)
+    root = Path(args.build_dir)
+    executable = find_browser(args.browser)
+    if executable is None:
+        sys.stderr.write("browser check: chromium not found; install it with "
+                         "`apt-get install chromium` (make test does this as root)\n")
+        return 2
+    if not pages_of(root):
+        sys.stderr.write(f"browser check: no HTML pages under {root}; build the book first\n")
+        return 2
+    started = time.perf_counter()
+    try:
+        reports = check_site(root, executable)
+    except BrowserError as error:
+        sys.stderr.write(f"browser check: {error}\n")
+        return 2
+    problems = [f"{r.page}: {p}" for r in reports for p in r.problems]
+    for problem in problems:
+        print(problem)
+    print(f"browser check: {len(reports)} pages, {sum(r.math_nodes for r in reports)} math "
+          f"nodes typeset, {sum(r.images for r in reports)} images loaded, "
+          f"{len(problems)} problems ({time.perf_counter() - started:.1f} s, network off)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

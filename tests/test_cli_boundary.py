@@ -1,0 +1,181 @@
+"""Every command (except the ImageNet and diffusion training ones, tested with their modules)
+with bad files, bad output paths and extreme values: one line on stderr, exit status 2, no
+traceback, nothing written.
+
+Commands run in-process through `cli.main`, so an exception that escapes the error boundary
+fails the test; paths are redirected into a scratch folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from multisource import chapters, cli, paths, status
+from multisource.chapters import Chapter
+from multisource.experiments import runner
+
+REPO = paths.REPO_ROOT
+SOURCE = (Path(__file__).parent / "test_execute.py").read_text()
+CHAPTER_SOURCE = SOURCE[SOURCE.index("---\n    jupytext"):SOURCE.index("    ''')")]
+CHAPTER_SOURCE = "\n".join(line[4:] for line in CHAPTER_SOURCE.splitlines()) + "\n"
+
+
+def repo_state() -> str:
+    """Tracked changes and untracked files of the repository (what a command could dirty)."""
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch) -> Path:
+    """Results, build and chapter folders redirected into tmp_path; papermill and the book
+    builder must never be reached."""
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(runner, "results_path",
+                        lambda e, p, suffix=".csv": results / e / f"{p}{suffix}")
+    monkeypatch.setattr(runner, "COMPUTED_RESULTS_DIR", tmp_path / "computed")
+    monkeypatch.setattr(chapters, "EXECUTED_DIR", tmp_path / "build" / "executed")
+    book = tmp_path / "notebooks"
+    book.mkdir()
+    chapter = Chapter("01_formulation", "Synthetic", "a test", directory=book)
+    chapter.source.write_text(CHAPTER_SOURCE)
+    monkeypatch.setattr(chapters, "CHAPTERS", (chapter,))
+    monkeypatch.setattr(status, "CHAPTERS", (chapter,))
+
+    def never(*args, **kwargs):
+        raise AssertionError("work started before the input was checked")
+
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", never)
+    monkeypatch.setattr(cli.subprocess, "call", never)
+    return tmp_path
+
+
+def sidecar_pair(folder: Path, csv: bytes, sidecar: bytes) -> None:
+    (folder / "gaussian").mkdir(parents=True, exist_ok=True)
+    (folder / "gaussian" / "smoke.csv").write_bytes(csv)
+    (folder / "gaussian" / "smoke.json").write_bytes(sidecar)
+
+
+# (command line, text the one-line error must contain, files to plant first)
+NOT_A_DIR = "a-file/below"  # a path whose parent is a regular file: nothing can be created
+CASES = [
+    (["gaussian", "replicate", "--D", "1000000000"], "memory", None),
+    (["gaussian", "replicate", "--test-size", "100000000000"], "memory", None),
+    (["gaussian", "replicate", "--n", "10000000000"], "memory", None),
+    (["gaussian", "replicate", "--K", "10000000000"], "memory", None),
+    (["gaussian", "replicate", "--seeds", "-3"], "seed", None),
+    (["gaussian", "exact", "--n", "10000000"], "n must be", None),
+    (["gaussian", "exact", "--K", "0"], "K must be", None),
+    (["gaussian", "exact", "--sim", "nan"], "sim", None),
+    (["run", "gaussian", "--profile", "smoke", "--quiet"], "results folder", "results-unwritable"),
+    (["run", "gaussian", "--device", "cuda"], "device", None),
+    (["show", "gaussian", "--profile", "smoke"], "not a JSON object", "sidecar-list"),
+    (["show", "gaussian", "--profile", "smoke"], "unreadable", "sidecar-binary"),
+    (["show", "gaussian", "--profile", "smoke"], "csv_sha256", "csv-edited"),
+    (["show", "gaussian", "--profile", "smoke"], "none are stored", None),
+    (["show", "nope"], "experiment must be one of", None),
+    (["execute", "01", "--out", "/proc/x.ipynb"], "not writable", None),
+    (["execute", "01", "--out", "."], "directory", None),
+    (["execute", "01", "--out", ""], "non-empty path", None),
+    (["execute", "01", "--out", "table.csv"], ".ipynb", None),
+    (["execute", "01", "--out", NOT_A_DIR + "/x.ipynb"], "not a directory", "a-file"),
+    (["execute", "01", "--device", "cuda"], "CUDA is not available", None),
+    (["execute", "01", "--device", "tpu"], "device must be one of", None),
+    (["execute", "01", "-p", "seed", "1.5"], "integer", None),
+    (["execute", "01", "-p", "nope", "1"], "parameters of 01_formulation", None),
+    (["execute", "01", "--profile", "smoke"], "output notebook is not writable",
+     "build-unwritable"),
+    (["execute", "01"], "unreadable", "source-binary"),
+    (["execute", "01"], "exactly one code cell tagged", "source-no-parameters"),
+    (["status"], "unreadable", "notebook-binary"),
+    (["book"], "MathJax", "no-mathjax"),
+    (["book"], "build folder", "build-dir-unwritable"),
+]
+
+
+def plant(kind: str | None, scratch: Path, monkeypatch) -> None:
+    results = scratch / "results"
+    chapter = chapters.CHAPTERS[0]
+    if kind == "results-unwritable":
+        (scratch / "a-file").write_text("x")
+        monkeypatch.setattr(runner, "results_path", lambda e, p, suffix=".csv":
+                            scratch / "a-file" / e / f"{p}{suffix}")
+    elif kind == "sidecar-list":
+        sidecar_pair(results, b"a\n1\n", b"[1, 2]")
+    elif kind == "sidecar-binary":
+        sidecar_pair(results, b"a\n1\n", b"\xff\xfe\x00binary")
+    elif kind == "csv-edited":
+        sidecar_pair(results, b"a\n1\n", b'{"csv_sha256": "0000"}')
+    elif kind == "a-file":
+        (scratch / "a-file").write_text("x")
+    elif kind == "build-unwritable":
+        monkeypatch.setattr(chapters, "EXECUTED_DIR", Path("/proc/no/executed"))
+    elif kind == "source-binary":
+        chapter.source.write_bytes(b"\xff\xfe\x00\x01 not markdown")
+    elif kind == "source-no-parameters":
+        chapter.source.write_text(CHAPTER_SOURCE.replace(":tags: [parameters]", ""))
+    elif kind == "notebook-binary":
+        chapter.notebook.write_bytes(b"\x00\x01binary")
+    elif kind == "no-mathjax":
+        monkeypatch.setattr(paths, "BOOK_DIR", scratch / "no-book")
+    elif kind == "build-dir-unwritable":
+        chapter.notebook.write_text("{}")
+        monkeypatch.setattr(paths, "BUILD_DIR", Path("/proc/no/_build"))
+
+
+@pytest.mark.parametrize("argv, message, kind", CASES,
+                         ids=[f"{' '.join(c[0][:2])}-{c[2] or c[1]}" for c in CASES])
+def test_one_line_exit_2_nothing_written(argv, message, kind, scratch, monkeypatch, capsys
+                                         ) -> None:
+    plant(kind, scratch, monkeypatch)
+    monkeypatch.chdir(scratch)
+    before_repo, before_scratch = repo_state(), files_under(scratch)
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and err.startswith("multisource: error: "), err
+    assert message in err, err
+    assert "Traceback" not in err + out
+    assert files_under(scratch) == before_scratch
+    assert repo_state() == before_repo
+
+
+def test_run_stops_before_any_task_when_results_folder_is_read_only(scratch, monkeypatch
+                                                                    ) -> None:
+    from multisource.experiments import gaussian
+
+    calls = []
+    monkeypatch.setattr(gaussian, "_run_task", lambda *a: calls.append(a) or [{"x": 1}])
+    plant("results-unwritable", scratch, monkeypatch)
+    assert cli.main(["run", "gaussian", "--profile", "smoke", "--quiet"]) == 2
+    assert calls == []
+
+
+def test_debug_shows_the_exception() -> None:
+    from multisource.validation import InputError
+
+    with pytest.raises(InputError):
+        cli.main(["gaussian", "exact", "--n", "0", "--debug"])
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["diffusion", "--help"], "diffusion train --help"),
+    (["run", "--help"], "energy_ising"),
+    (["execute", "--help"], "-p NAME VALUE"),
+])
+def test_help_helps(argv, expected, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(argv)
+    assert done.value.code == 0
+    assert expected in capsys.readouterr().out

@@ -1,0 +1,53 @@
+"""Tests of the per-setting summaries (Student-t intervals over seeds) of chapters 5-6."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from multisource import sweep_stats as ss
+from multisource.validation import InputError
+
+
+def test_t_half_width_is_the_textbook_interval():
+    values = np.array([1.0, 2.0, 4.0, 7.0])
+    expected = stats.t.ppf(0.975, 3) * values.std(ddof=1) / 2.0
+    assert ss.t_half_width(values) == pytest.approx(expected)
+    with pytest.raises(InputError, match="at least 2"):
+        ss.t_half_width(np.array([1.0]))
+
+
+def test_ratio_interval_covers_the_true_ratio_at_its_level():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        single = rng.gamma(20.0, 0.01, size=20)                      # mean 0.2
+        multi = 0.8 * single * rng.lognormal(0.0, 0.1, size=20)      # mean ratio 0.8 e^0.005
+        _, lo, hi = ss.ratio_interval(multi, single)
+        hits += lo <= 0.8 * np.exp(0.005) <= hi
+    assert 0.93 <= hits / 2000 <= 0.97
+
+
+def test_summarise_pairs_seeds_and_reports_predictions():
+    frame = pd.DataFrame({"K": 3, "n": 100, "beta_sim": 0.5, "theory_ratio": 0.8,
+                          "tv_multi": [0.1, 0.2, 0.15], "tv_single": [0.2, 0.3, 0.2],
+                          "fisher_tv_multi": 0.1, "fisher_tv_single": 0.2})
+    row = ss.summarise(frame).iloc[0]
+    assert row.seeds == 3 and row.advantage == pytest.approx(0.25 / 3)
+    assert row.ratio == pytest.approx(0.45 / 0.7)
+    assert row.fisher == pytest.approx(0.5) and row.fisher_dev == pytest.approx(row.ratio - 0.5)
+    assert row.theory_dev == pytest.approx(row.ratio - 0.8)
+
+
+def test_best_known_takes_the_more_likely_fit_of_each_pair():
+    frame = pd.DataFrame({"tv_multi": [0.1, 0.2], "gap_multi": [-0.02, -0.01],
+                          "teacher_start_tv_multi": [0.3, 0.4],
+                          "teacher_start_gap_multi": [-0.01, -0.03],
+                          "tv_single": [0.5, 0.6], "gap_single": [-0.02, -0.02],
+                          "teacher_start_tv_single": [0.7, 0.8],
+                          "teacher_start_gap_single": [-0.02, -0.02]})
+    best = ss.best_known(frame)
+    assert best.tv_multi.tolist() == [0.1, 0.4] and best.gap_multi.tolist() == [-0.02, -0.03]
+    assert best.tv_single.tolist() == [0.5, 0.6]             # ties keep the estimator's fit
