@@ -5,8 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from multisource.paths import reference_path
+
+# Small matrices everywhere: one BLAS thread, also when pytest is run without `make unit`
+# (OpenBLAS threads spinning on a busy 2-core machine made a test 17x slower).
+threadpool_limits(1)
 
 
 @pytest.fixture(scope="session")

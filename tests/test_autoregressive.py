@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from gradient_check import assert_fast_gradient_matches_autograd
 
 from multisource.bounds import bound_ratio
 from multisource.experiments import get
@@ -183,14 +184,7 @@ def test_hand_written_gradient_matches_autograd(shared_units):
     params = ar.init_neural_ar(spec, 1, torch.Generator().manual_seed(0), head_scale=2.0)
     counts = np.random.default_rng(0).integers(0, 5, size=(3, 81))
     problem = ar.neural_ar_problem(spec, counts)
-    for value in params.values():
-        value.requires_grad_(True)
-    total = problem.per_source_nll(params)
-    total.sum().backward()
-    values, grads = problem.fast({k: v.detach()[0].numpy() for k, v in params.items()})
-    np.testing.assert_allclose(values, total.detach().numpy()[0], rtol=1e-12)
-    for name, value in params.items():
-        np.testing.assert_allclose(grads[name], value.grad[0].numpy(), atol=1e-10)
+    assert_fast_gradient_matches_autograd(problem, params)
 
 
 def test_neural_fit_reaches_the_teacher_nll():

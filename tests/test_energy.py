@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from gradient_check import assert_fast_gradient_matches_autograd
 
 from multisource.experiments import get
 from multisource.models import energy as en
@@ -235,14 +236,7 @@ def test_spin_mlp_hand_written_gradient_matches_autograd(shared_units):
     params = en.init_mlp_energy(spec, 1, torch.Generator().manual_seed(0), head_scale=2.0)
     counts = np.random.default_rng(0).integers(0, 5, size=(3, 16))
     problem = en.discrete_mlp_problem(spec, counts, states)
-    for value in params.values():
-        value.requires_grad_(True)
-    total = problem.per_source_nll(params)
-    total.sum().backward()
-    values, grads = problem.fast({k: v.detach()[0].numpy() for k, v in params.items()})
-    np.testing.assert_allclose(values, total.detach().numpy()[0], rtol=1e-12)
-    for name, value in params.items():
-        np.testing.assert_allclose(grads[name], value.grad[0].numpy(), atol=1e-10)
+    assert_fast_gradient_matches_autograd(problem, params)
 
 
 def test_ising_fisher_is_the_covariance_of_the_statistics():
