@@ -79,7 +79,7 @@ unit: venv
 	$(ONE_THREAD) $(BIN)/python -m pytest -q tests
 
 notebooks: venv
-	$(ONE_THREAD) $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+	$(ONE_THREAD) MULTISOURCE_REQUIRE_STORED=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
 
 book-check: venv mathjax
 	$(BIN)/jupyter-book build . -W -n --keep-going

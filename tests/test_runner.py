@@ -195,3 +195,16 @@ def test_tampered_table_is_refused(tmp_path) -> None:
     csv.write_text(csv.read_text().replace("3.0", "4.0"))
     with pytest.raises(InputError, match="does not match its provenance"):
         load_results("toy", "book", results_dir=tmp_path)
+
+
+def test_required_stored_results_fail_at_once_instead_of_recomputing(monkeypatch) -> None:
+    """`make notebooks` sets MULTISOURCE_REQUIRE_STORED: a chapter whose committed results are
+    missing or stale must stop with one line, not rerun the experiment for an hour."""
+    from multisource.experiments.runner import REQUIRE_STORED_ENV, load_or_run
+
+    _register()
+    CALLS.clear()
+    monkeypatch.setenv(REQUIRE_STORED_ENV, "1")
+    with pytest.raises(InputError, match=r"toy\[book\] are missing: run `multisource run toy"):
+        load_or_run("toy", "book", "cpu")
+    assert CALLS == []

@@ -10,6 +10,7 @@ shown only next to a matching sidecar produced by the current config and code.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -240,18 +241,31 @@ def load_results(name: str, profile: str, *, results_dir: Path | None = None
     return StoredResults(frame, state.record or {}, csv_path)
 
 
+# Set (by `make notebooks`, which CI runs) to make a chapter fail at once, instead of silently
+# recomputing for an hour, when the committed results it loads do not match the code.
+REQUIRE_STORED_ENV = "MULTISOURCE_REQUIRE_STORED"
+
+
 def load_or_run(name: str, profile: str = "book", device: str = "auto", *,
                 progress: bool = False) -> StoredResults:
     """Stored results when their provenance matches, else run now.
 
     What a notebook computes itself is kept in `COMPUTED_RESULTS_DIR` (`_build/results`,
     gitignored) and reused from there while its provenance matches: executing a chapter never
-    writes `data/results`, which only `multisource run` fills.
+    writes `data/results`, which only `multisource run` fills. With the environment variable
+    `MULTISOURCE_REQUIRE_STORED` set, results that are not stored and current raise InputError.
     """
-    for results_dir in (None, COMPUTED_RESULTS_DIR):
-        stored = load_results(name, profile, results_dir=results_dir)
-        if stored is not None:
-            return stored
+    stored = load_results(name, profile)
+    if stored is not None:
+        return stored
+    if os.environ.get(REQUIRE_STORED_ENV):
+        state = stored_state(name, profile)
+        raise InputError(f"{REQUIRE_STORED_ENV} is set and the stored results of "
+                         f"{name}[{profile}] are {state.state}: run `multisource run {name} "
+                         f"--profile {profile}` at a clean commit and commit the table")
+    stored = load_results(name, profile, results_dir=COMPUTED_RESULTS_DIR)
+    if stored is not None:
+        return stored
     return run_experiment(name, profile, device, progress=progress,
                           results_dir=COMPUTED_RESULTS_DIR)
 
