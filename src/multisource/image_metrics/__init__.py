@@ -1,7 +1,7 @@
 """Image-generation metrics: Frechet distance and KID on the features of an in-repo domain
-classifier ("FCD", not FID), class-consistency accuracy. Opt-in Inception FID features live in
-`multisource.image_metrics.inception` (imported on demand: the miniature's results do not depend
-on it)."""
+classifier ("FCD", not FID), class-consistency accuracy, nearest-neighbour memorisation.
+Opt-in Inception FID features live in `multisource.image_metrics.inception` (imported on
+demand: the miniature's results do not depend on it)."""
 
 from multisource.image_metrics.classifier import (
     ClassifierConfig,
@@ -16,6 +16,7 @@ from multisource.image_metrics.frechet import (
     gaussian_stats,
     kernel_inception_distance,
 )
+from multisource.image_metrics.memorisation import memorisation_scores, nearest_distances
 from multisource.image_metrics.scores import class_scores, similarity_table
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "gaussian_stats",
     "kernel_inception_distance",
     "load_or_train_classifier",
+    "memorisation_scores",
+    "nearest_distances",
     "similarity_table",
     "train_classifier",
 ]

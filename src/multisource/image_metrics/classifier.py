@@ -1,10 +1,13 @@
 """The in-repo feature classifier behind FCD, KID and class-consistency accuracy.
 
 A small CNN trained deterministically (fixed seed, fixed data order) on the training split of
-one domain at one resolution. Its 64-d penultimate layer (before the nonlinearity) is the
-feature space; its logits give the class-consistency accuracy of generated samples. Weights are
-cached under `data/cache/fcd_classifier/` (gitignored) next to their sha256, and retrained in
-a few minutes on CPU when absent. The sha256 goes into every results row that uses them.
+one domain at one resolution, with class-balanced cross-entropy (the 30-class `pool` has 6,000
+Fashion images per class but only 300-750 per animal or digit class). Its 64-d penultimate
+layer (before the nonlinearity) is the feature space; its logits give the class-consistency
+accuracy of generated samples. Weights are cached under `data/cache/fcd_classifier/`
+(gitignored) next to their sha256, keyed by the training config AND the code hash of this
+module's import closure, and retrained in a few minutes on CPU when absent. The sha256 goes
+into every results row that uses them.
 Features are divided by one fixed scalar (the RMS per-dimension standard deviation of the
 features of the first 10,000 training images), so FCD and KID are in units where a typical
 feature has unit variance.
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multisource.images.data import load_domain
+from multisource.images.data import POOL_PARTS, load_domain
 from multisource.paths import DATA_DIR
 from multisource.validation import InputError, check_int
 
@@ -110,8 +113,21 @@ def _weights_bytes(model: nn.Module) -> bytes:
 
 
 def _cache_stem(config: ClassifierConfig) -> Path:
-    key = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:12]
+    from multisource.provenance import code_hash
+
+    keyed = {**asdict(config), "code_hash": code_hash(__name__)}
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
     return CACHE_DIR / f"{config.domain}{config.resolution}_{key}"
+
+
+def _flippable_labels(domain: str, num_classes: int) -> torch.Tensor:
+    """Which labels may be mirrored for augmentation (garments and animals; not digits)."""
+    if domain in ("fashion", "animals"):
+        return torch.ones(num_classes, dtype=torch.bool)
+    if domain == "pool":
+        parts = [part in ("fashion", "animals") for part in POOL_PARTS]
+        return torch.tensor([p for p in parts for _ in range(10)], dtype=torch.bool)
+    return torch.zeros(num_classes, dtype=torch.bool)
 
 
 def train_classifier(config: ClassifierConfig) -> FeatureClassifier:
@@ -122,7 +138,11 @@ def train_classifier(config: ClassifierConfig) -> FeatureClassifier:
     y = torch.from_numpy(np.array(domain.train_labels))  # a copy: the cached arrays are read-only
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    model = FeatureClassifier(len(domain.class_names))
+    num_classes = len(domain.class_names)
+    model = FeatureClassifier(num_classes)
+    counts = torch.bincount(y, minlength=num_classes).double()
+    class_weight = (counts.sum() / (num_classes * counts.clamp(min=1))).float()
+    flippable = _flippable_labels(config.domain, num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps = epochs * ((len(x) + config.batch_size - 1) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps)
@@ -131,13 +151,12 @@ def train_classifier(config: ClassifierConfig) -> FeatureClassifier:
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), config.batch_size):
             idx = order[start:start + config.batch_size]
-            # light augmentation: random horizontal flips (garments and digits differ here,
-            # so only for fashion)
+            # light augmentation: random horizontal flips of garments and animals (a mirrored
+            # digit is not a digit)
             batch = x[idx]
-            if config.domain == "fashion":
-                flip = torch.rand(len(idx), generator=generator) < 0.5
-                batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
-            loss = F.cross_entropy(model(batch), y[idx])
+            flip = (torch.rand(len(idx), generator=generator) < 0.5) & flippable[y[idx]]
+            batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+            loss = F.cross_entropy(model(batch), y[idx], weight=class_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
