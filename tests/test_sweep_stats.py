@@ -41,6 +41,16 @@ def test_summarise_pairs_seeds_and_reports_predictions():
     assert row.theory_dev == pytest.approx(row.ratio - 0.8)
 
 
+def test_summarise_gives_one_seed_means_without_intervals():
+    """A one-seed profile (smoke) still summarises: means and ratio, NaN interval bounds."""
+    frame = pd.DataFrame({"K": 3, "n": 100, "beta_sim": 0.5, "theory_ratio": 0.8,
+                          "tv_multi": [0.1], "tv_single": [0.2]})
+    row = ss.summarise(frame).iloc[0]
+    assert row.seeds == 1 and row.ratio == pytest.approx(0.5)
+    assert row.advantage == pytest.approx(0.1)
+    assert np.isnan([row.ratio_lo, row.ratio_hi, row.advantage_lo, row.multi_hi]).all()
+
+
 def test_best_known_takes_the_more_likely_fit_of_each_pair():
     frame = pd.DataFrame({"tv_multi": [0.1, 0.2], "gap_multi": [-0.02, -0.01],
                           "teacher_start_tv_multi": [0.3, 0.4],

@@ -44,17 +44,23 @@ def summarise(frame: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """One row per (K, n, beta_sim): seeds; mean risks with t intervals; the paired difference
     single - multi with its t interval; the ratio of means with its t interval; the count-based
     ratio sqrt(1 - (K-1)/K beta_sim); and, when the frame has Fisher predictions, the predicted
-    mean risks, their ratio and the measured ratio's deviation from each prediction."""
+    mean risks, their ratio and the measured ratio's deviation from each prediction. A setting
+    with a single seed gets NaN interval bounds."""
     rows: list[dict[str, Any]] = []
     for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
         multi, single = group.tv_multi.to_numpy(), group.tv_single.to_numpy()
         row: dict[str, Any] = {"K": K, "n": n, "beta_sim": beta, "seeds": len(group)}
+        one_seed = len(group) < 2   # a profile with one seed (smoke): no interval, NaN bounds
         for name, values in (("multi", multi), ("single", single),
                              ("advantage", single - multi)):
-            half = t_half_width(values, level)
+            half = math.nan if one_seed else t_half_width(values, level)
             row.update({name: values.mean(), f"{name}_lo": values.mean() - half,
                         f"{name}_hi": values.mean() + half})
-        row["ratio"], row["ratio_lo"], row["ratio_hi"] = ratio_interval(multi, single, level)
+        if one_seed:
+            ratio = multi.mean() / single.mean()
+            row["ratio"], row["ratio_lo"], row["ratio_hi"] = ratio, math.nan, math.nan
+        else:
+            row["ratio"], row["ratio_lo"], row["ratio_hi"] = ratio_interval(multi, single, level)
         row["theory"] = float(group.theory_ratio.iloc[0])
         row["theory_dev"] = row["ratio"] - row["theory"]
         if "fisher_tv_multi" in group:
