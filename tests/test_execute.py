@@ -185,3 +185,13 @@ def test_only_values_that_change_the_run_are_injected(tmp_path) -> None:
         torch.cuda.is_available()
     assert injected(plan_execution(chapter, profile="smoke", parameters={"seed": 4})) == \
         {"profile": "smoke", "seed": 4}
+
+
+def test_a_dirty_commit_record_is_replaced_once_by_a_clean_one() -> None:
+    def notebook(commit: str) -> dict:
+        return {"metadata": {"multisource": {"source_commit": commit}}}
+
+    assert chapters._cleans_commit(notebook("abc-dirty"), {"source_commit": "def"})
+    assert not chapters._cleans_commit(notebook("abc"), {"source_commit": "def"})  # no churn
+    assert not chapters._cleans_commit(notebook("abc-dirty"), {"source_commit": "def-dirty"})
+    assert not chapters._cleans_commit({"metadata": {}}, {"source_commit": "def"})

@@ -9,8 +9,8 @@ parameters cell is tagged `remove-cell` so the book does not show it.
 
 Where the result goes:
 - profile `book` with the chapter's own parameters: the committed `notebooks/<stem>.ipynb`,
-  rewritten only when its cells, outputs or inputs record changed (wall time and commit alone
-  never rewrite it);
+  rewritten only when its cells, outputs or inputs record changed, or when it records a
+  `-dirty` commit and this execution's commit is clean (wall time alone never rewrites it);
 - any other profile, or any parameter changed with `-p`: `_build/executed/<profile>/<stem>.ipynb`
   (gitignored), never the committed notebook.
 Every execution's wall time and commit are appended to `_build/executed/runs.jsonl`.
@@ -376,6 +376,15 @@ def _comparable(notebook: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _cleans_commit(previous: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Whether this execution replaces a `-dirty` source commit by a clean one (worth one
+    rewrite; a clean commit is never replaced by another, so re-execution does not churn)."""
+    old = previous.get("metadata", {}).get("multisource", {})
+    old_commit = old.get("source_commit", "") if isinstance(old, dict) else ""
+    return (str(old_commit).endswith("-dirty")
+            and not str(record["source_commit"]).endswith("-dirty"))
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_text())
@@ -513,7 +522,8 @@ def execute_chapter(chapter: Chapter | ExecutionPlan, *, profile: str = COMMITTE
     result["metadata"]["multisource"] = record
 
     previous = _read_json(plan.output)
-    written = previous is None or _comparable(previous) != _comparable(result)
+    written = (previous is None or _comparable(previous) != _comparable(result)
+               or _cleans_commit(previous, record))
     if written:
         atomic_write_text(plan.output, notebook_text(result))
     _log_run(plan, wall, written)
