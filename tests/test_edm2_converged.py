@@ -1,0 +1,80 @@
+"""The converged design: its stopping rule, its arms, and a resume that changes nothing."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from multisource.experiments import edm2_converged as exp
+from multisource.validation import InputError
+
+TINY = dataclasses.replace(exp.SMOKE, k_values=(1, 3), groups=(), eval_grid=(8, 12, 16, 24),
+                           cap_per_class=8, samples_per_class=8, heldout_per_class=10,
+                           validation_per_class=10, nll_sigmas=4, grid_per_class=1)
+
+
+def test_rule_fires_after_two_flat_windows_not_on_one_noisy_point():
+    steps = [256, 384, 512, 768, 1024, 1536, 2048]
+    falling_then_flat = [1.0, 0.8, 0.6, 0.55, 0.548, 0.547, 0.546]
+    assert exp.plateau_fires(steps, falling_then_flat, 0.01, 1.5, 2) == 2048
+    one_blip = [1.0, 0.8, 0.6, 0.62, 0.4, 0.2, 0.0]        # one bad evaluation, then progress
+    assert exp.plateau_fires(steps, one_blip, 0.01, 1.5, 2) is None
+    overfitting = [1.0, 0.8, 0.7, 0.75, 0.8, 0.9, 1.0]
+    assert exp.plateau_fires(steps, overfitting, 0.01, 1.5, 2) == 1024
+    assert exp.plateau_fires(steps, overfitting, 0.01, 1.5, 2, min_step=1536) == 1536
+
+
+def test_arms_are_on_the_grid_and_the_cap_scales_with_k():
+    config = exp.BOOK
+    for k in config.k_values:
+        arms = exp.arm_steps(config, k)
+        assert set(arms.values()) <= set(config.eval_grid)
+        assert max(arms.values()) <= exp.cap_steps(config, k)
+    assert exp.cap_steps(config, 10) >= 9 * exp.cap_steps(config, 1)
+    models = exp.design_models(config)
+    multis = [m for m in models if len(m) > 1]
+    # every class of every compared multi-source model has its single-source model
+    assert {(c,) for m in multis for c in m} <= set(models)
+    with pytest.raises(InputError, match="label_dim"):
+        exp.design_models(dataclasses.replace(config, label_dim=5))
+
+
+@pytest.fixture(scope="module")
+def tiny_rows():
+    return pd.DataFrame(exp.run_task(TINY, {"kind": "seed", "seed": 0}, torch.device("cpu")))
+
+
+def test_every_model_has_every_arm_once_per_class(tiny_rows):
+    scored = tiny_rows[tiny_rows["kind"] != "curve"]
+    for model, rows in scored.groupby("model"):
+        k = len(model.split())
+        for arm in exp.ARMS:
+            picked = rows[rows[f"arm_{arm}"].astype(bool)]
+            assert sorted(picked["class"]) == sorted(int(c) for c in model.split()), (model, arm)
+        assert rows["K"].iloc[0] == k
+        assert np.isfinite(rows["nll_bits"]).all()
+        assert rows["plateau_step"].iloc[0] in set(rows["step"])
+
+
+def test_an_interrupted_seed_resumes_to_the_same_rows(tiny_rows, monkeypatch):
+    writes = {"count": 0}
+    real = exp.atomic_write_bytes
+
+    def interrupt_after_two(path, data):
+        real(path, data)
+        writes["count"] += 1
+        if writes["count"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(exp, "atomic_write_bytes", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        exp.run_task(TINY, {"kind": "seed", "seed": 0}, torch.device("cpu"))
+    monkeypatch.setattr(exp, "atomic_write_bytes", real)
+    resumed = pd.DataFrame(exp.run_task(TINY, {"kind": "seed", "seed": 0}, torch.device("cpu")))
+    columns = ["kind", "model", "step", "class", "val_nll_bits", "nll_bits", "fcd", "accuracy",
+               "stop_step", "plateau_step"]
+    a = tiny_rows.reindex(columns=columns).reset_index(drop=True)
+    b = resumed.reindex(columns=columns).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-6)
