@@ -26,12 +26,19 @@ def test_rule_fires_after_two_flat_windows_not_on_one_noisy_point():
     assert exp.plateau_fires(steps, overfitting, 0.01, 1.5, 2, min_step=1536) == 1536
 
 
-def test_arms_are_on_the_grid_and_the_cap_scales_with_k():
-    config = exp.BOOK
+@pytest.mark.parametrize("profile", sorted(exp.PROFILES))
+def test_every_profile_has_a_valid_design(profile):
+    config = exp.PROFILES[profile]
+    assert exp.tasks(config)[0] == {"kind": "similarity"}
     for k in config.k_values:
         arms = exp.arm_steps(config, k)
         assert set(arms.values()) <= set(config.eval_grid)
         assert max(arms.values()) <= exp.cap_steps(config, k)
+    assert len(exp.design_models(config)) >= 2
+
+
+def test_arms_are_on_the_grid_and_the_cap_scales_with_k():
+    config = exp.BOOK
     assert exp.cap_steps(config, 10) >= 9 * exp.cap_steps(config, 1)
     models = exp.design_models(config)
     multis = [m for m in models if len(m) > 1]
