@@ -61,3 +61,13 @@ def test_best_known_takes_the_more_likely_fit_of_each_pair():
     best = ss.best_known(frame)
     assert best.tv_multi.tolist() == [0.1, 0.4] and best.gap_multi.tolist() == [-0.02, -0.03]
     assert best.tv_single.tolist() == [0.5, 0.6]             # ties keep the estimator's fit
+
+
+def test_hellinger_and_sqrt_kl_of_discrete_distributions():
+    from multisource.metrics import hellinger_discrete, sqrt_kl_discrete
+    p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
+    assert hellinger_discrete(p, p) == pytest.approx(0.0, abs=1e-7)
+    assert hellinger_discrete(p, q) ** 2 == pytest.approx(1 - (np.sqrt(0.45) + np.sqrt(0.05)))
+    assert sqrt_kl_discrete(p, q) ** 2 == pytest.approx(0.5 * np.log(0.5 / 0.9)
+                                                        + 0.5 * np.log(0.5 / 0.1))
+    assert sqrt_kl_discrete(p, np.array([1.0, 0.0])) == np.inf
