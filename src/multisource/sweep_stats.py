@@ -366,3 +366,93 @@ def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95,
         if f"tv_R{config.budgets[-1]}_multi" in frame and np.isfinite(
             frame[f"tv_R{config.budgets[-1]}_multi"]).sum() >= 2 else None
     return out
+
+
+def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> dict[str, Any]:
+    """The scalars of `network_report` that the chapters' prose quotes, by name."""
+    out: dict[str, Any] = {
+        "seeds": int(config.seeds), "seeds_default": int(max(config.seeds,
+                                                             config.seeds_default)),
+        "budget_seeds": int(config.budget_seeds), "restarts": int(config.restarts),
+        "max_blocks": int(config.max_blocks), "max_starts": int(config.restarts
+                                                               * config.max_blocks),
+        "screen": int(config.screen), "steps": int(config.steps),
+        "tolerance": float(config.tolerance), "improvement": float(config.improvement),
+        "teacher_tol": float(config.teacher_tolerance), "poor_steps": int(config.poor_steps),
+        "wilks_alpha": float(config.wilks_alpha), "fits_each": len(frame),
+        "settings": len(report["summary"]["tv"]),
+        "equal_effort": bool(report["equal_effort"]),
+        "budget_list": ", ".join(str(b) for b in config.budgets),
+    }
+    teacher = report["teacher"].set_index("estimator")
+    effort_table = report["effort"].set_index("estimator")
+    for name in ("multi", "single"):
+        out[f"improved_{name}"] = int(teacher.loc[name, "improved"])
+        out[f"improved_pct_{name}"] = 100 * float(teacher.loc[name, "share_improved"])
+        out[f"not_improved_pct_{name}"] = 100 - out[f"improved_pct_{name}"]
+        out[f"largest_w_{name}"] = float(teacher.loc[name, "largest_W"])
+        out[f"converged_pct_{name}"] = 100 * float(effort_table.loc[name, "converged"])
+        out[f"starts_{name}"] = float(effort_table.loc[name, "starts (mean)"])
+        out[f"iterations_{name}"] = float(effort_table.loc[name, "iterations (mean)"])
+        w = report["wilks"][report["wilks"].estimator == name].w_over_r
+        out[f"w_over_r_{name}"] = float(w.mean())
+        out[f"at_bound_pct_{name}"] = 100 * float((frame[f"at_bound_{name}"] > 0).mean())
+    out["target_met"] = min(out["not_improved_pct_multi"], out["not_improved_pct_single"]) >= 95
+    at = ((config.K_default == frame.K) & (frame.n == config.n_default)
+          & np.isclose(frame.beta_sim, config.beta_default))
+    sens = report["sensitivity"]
+    row = sens[(config.K_default == sens.K) & (sens.n == config.n_default)
+               & np.isclose(sens.beta_sim, config.beta_default)].iloc[0]
+    out["default_flagged"] = int(row.flagged)
+    out["default_ratio_without"] = float(row["ratio (without flagged)"])
+    out["default_ratio_best"] = float(row["ratio (best known)"])
+    out["sens_max_move"] = float(np.nanmax(np.abs(
+        np.concatenate([sens["ratio (best known)"] - sens.ratio,
+                        sens["ratio (without flagged)"] - sens.ratio]))))
+    calib = report["calibration"].set_index("diagnostic")
+    for diagnostic in ("converged", "wilks"):
+        out[f"{diagnostic}_false_pass"] = 100 * float(calib.loc[diagnostic, "false pass"])
+        out[f"{diagnostic}_false_fail"] = 100 * float(calib.loc[diagnostic, "false fail"])
+    out["calib_bad"] = int(calib.loc["converged", "bad fits"])
+    out["calib_good"] = int(calib.loc["converged", "good fits"])
+    out["poor_wilks_pass_pct"] = 100 * float(pd.concat(
+        [frame.poor_wilks_pass_multi, frame.poor_wilks_pass_single]).mean())
+    decomposition = report["decomposition"]
+    d = decomposition[(config.K_default == decomposition.K)
+                      & (decomposition.n == config.n_default)
+                      & np.isclose(decomposition.beta_sim, config.beta_default)].iloc[0]
+    out["dec_fisher"] = float(d.fisher)
+    out["dec_rank"] = float(d["sqrt rank ratio"])
+    out["dec_leverage"] = float(d["leverage factor"])
+    out["dec_phi_multi"] = float(d["phi multi"])
+    out["dec_phi_single"] = float(d["phi single"])
+    out["rank_multi"] = float(frame.rank_multi[at].mean())
+    out["rank_single"] = float(frame.rank_single[at].mean())
+    for metric, values in report["default"].items():
+        for key, value in values.items():
+            out[f"default_{metric}_{key}"] = value
+    for (metric, prediction), tests in report["tests"].items():
+        out[f"rejects_{metric}_{prediction}"] = int(tests.rejects.sum())
+    if report["budget"] is not None:
+        fixed = report["budget"][report["budget"].starts != "rule"]
+        rule = report["budget"][report["budget"].starts == "rule"].iloc[0]
+        out["budget_last"] = float(fixed.ratio.iloc[-1])
+        out["budget_before_last"] = float(fixed.ratio.iloc[-2])
+        out["budget_last_starts"] = int(fixed.starts.iloc[-1])
+        out["budget_before_last_starts"] = int(fixed.starts.iloc[-2])
+        out["budget_first"] = float(fixed.ratio.iloc[0])
+        out["budget_rule"] = float(rule.ratio)
+        out["budget_last_half"] = float((fixed.ratio_hi.iloc[-1] - fixed.ratio_lo.iloc[-1]) / 2)
+    return out
+
+
+def supports(defaults: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Per metric, which prediction the default-setting bootstrap tests reject, in words."""
+    words = {(False, True): "fails to reject the Fisher prediction and rejects the count-based "
+                            "ratio",
+             (False, False): "rejects neither the Fisher prediction nor the count-based ratio",
+             (True, False): "rejects the Fisher prediction and fails to reject the count-based "
+                            "ratio",
+             (True, True): "rejects both the Fisher prediction and the count-based ratio"}
+    return {metric: words[(bool(d["fisher_rejects"]), bool(d["count_rejects"]))]
+            for metric, d in defaults.items()}
