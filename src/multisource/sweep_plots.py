@@ -112,10 +112,14 @@ def wilks_figure(wilks: pd.DataFrame, alpha: float = 0.001) -> plt.Figure:
     return fig
 
 
-def budget_figure(curve: pd.DataFrame) -> plt.Figure:
+def budget_figure(curve: pd.DataFrame | None) -> plt.Figure:
     """The multi/single ratio of mean TV against a fixed restart budget (95% t intervals), with
     the restart rule's ratio on the same seeds as a band."""
     fig, ax = plt.subplots(figsize=(4.8, 3.4), layout="constrained")
+    if curve is None:   # a profile without the budget study (fewer than two of its seeds)
+        ax.text(0.5, 0.5, "no restart-budget study at this profile", ha="center",
+                transform=ax.transAxes)
+        return fig
     fixed = curve[curve.starts != "rule"]
     starts = fixed.starts.astype(int)
     ax.errorbar(starts, fixed.ratio, yerr=[fixed.ratio - fixed.ratio_lo,
