@@ -1,4 +1,4 @@
-"""Tests of the shared Figure-1 sweep: settings, tasks, and the certified network task."""
+"""Tests of the shared Figure-1 sweep: settings, tasks, and the network task with its checks."""
 
 from __future__ import annotations
 
