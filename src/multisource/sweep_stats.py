@@ -456,3 +456,29 @@ def supports(defaults: dict[str, dict[str, Any]]) -> dict[str, str]:
              (True, True): "rejects both the Fisher prediction and the count-based ratio"}
     return {metric: words[(bool(d["fisher_rejects"]), bool(d["count_rejects"]))]
             for metric, d in defaults.items()}
+
+
+def budget_phrase(numbers: dict[str, Any]) -> str:
+    """Whether the restart-budget curve has stopped moving: its last two ratios differ by less
+    than the half-width of the last interval."""
+    if "budget_last" not in numbers:
+        return "cannot be compared (no budget study at this profile)"
+    move = abs(numbers["budget_last"] - numbers["budget_before_last"])
+    if move < numbers["budget_last_half"]:
+        return (f"moves by {move:.3f}, less than the half-width of its interval: within what "
+                f"these seeds can resolve, it has stopped moving")
+    return (f"still moves by {move:.3f}, more than the half-width of its interval: more starts "
+            f"would change it")
+
+
+def metric_phrase(numbers: dict[str, Any]) -> str:
+    """Which part of the gap between the TV ratio and the count-based ratio is the metric."""
+    count = numbers["default_tv_count"]
+    tv_gap = numbers["default_tv_ratio"] - count
+    hel_gap = numbers["default_hellinger_ratio"] - count
+    if abs(hel_gap) < abs(tv_gap):
+        return (f"The gap to the count-based ratio shrinks from {tv_gap:+.3f} under TV to "
+                f"{hel_gap:+.3f} under Hellinger: {100 * (1 - abs(hel_gap) / abs(tv_gap)):.0f}% "
+                f"of it is the metric.")
+    return (f"The gap to the count-based ratio is {tv_gap:+.3f} under TV and {hel_gap:+.3f} "
+            f"under Hellinger: here the metric does not explain it.")
