@@ -130,3 +130,30 @@ def test_prediction_barely_depends_on_the_rank_cut_off():
         variance = np.einsum("mi,ij,mj->m", J, local, J) * np.exp(2 * jac.log_probs[k])
         constant += 0.5 * math.sqrt(2 / math.pi) * np.sqrt(np.maximum(variance, 0)).sum() / 5
     assert constant == pytest.approx(default.constant, rel=0.01)
+
+
+def test_hellinger_prediction_matches_a_gaussian_simulation_of_the_mle():
+    """E H over theta* + delta, delta ~ N(0, I^+/n), against the first-order constant."""
+    from multisource.metrics import hellinger_discrete
+    logits = torch.tensor([[0.3, -0.2, 0.5, 0.0]], dtype=torch.float64)[None]   # (1, 1, 4)
+    params = {"own": logits}
+
+    def log_probs(p):
+        return torch.log_softmax(p["own"][0, 0], -1)
+
+    jac = fisher.source_jacobians(log_probs, params, (), 1)
+    risk = fisher.fisher_risk(jac)
+    n = 20000
+    rng = np.random.default_rng(1)
+    draws = fisher.monte_carlo_tv(lambda p: torch.softmax(p["own"][0], -1).numpy(), params,
+                                  risk.information, n, 1, rng)
+    assert draws.shape == (1,)
+    cov, _ = fisher.pseudo_inverse(risk.information)
+    truth = torch.softmax(logits[0, 0], -1).numpy()
+    values, vectors = np.linalg.eigh(cov)
+    root = vectors * np.sqrt(np.clip(values, 0, None))
+    z = logits[0, 0].numpy() + (rng.standard_normal((4000, 4)) @ root.T) / np.sqrt(n)
+    fitted = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    simulated = hellinger_discrete(truth, fitted).mean()
+    assert simulated == pytest.approx(risk.expected_hellinger(n), rel=0.03)
+    assert risk.expected_sqrt_kl(n) == pytest.approx(2 * risk.expected_hellinger(n))

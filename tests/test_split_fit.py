@@ -86,3 +86,38 @@ def test_screening_continues_the_selected_start_to_the_full_budget():
     quick = sf.fit_split_network(problem, starts, None, 20)
     assert screened.train_nll <= quick.train_nll + 1e-12      # continuing never loses
     np.testing.assert_allclose(screened.restart_nll, quick.restart_nll)
+
+
+def test_restart_rule_screens_in_blocks_and_converges_the_best():
+    spec, _, counts = _data(K=3, n=300)
+    single = spec.single()
+    problem = ar.neural_ar_problem(single, counts)
+    starts = sf.gaussian_in_box(ar.neural_ar_shapes(single, 6), ar.AR_BOX, 0.5,
+                                torch.Generator().manual_seed(2))
+    rule = sf.RestartRule(block=3, steps=400, screen=40, tolerance=1e-5, improvement=0.0,
+                          min_blocks=2, max_blocks=2)
+    fit = sf.fit_with_rule(problem, starts, None, rule)
+    assert fit.starts == 6 and fit.blocks == 2 and fit.restart_nll.shape == (6,)
+    screens = [sf.optimise(problem, sf.take(starts, r), 40, tolerance=1e-5) for r in range(6)]
+    combined, _ = sf._combine_per_source(screens)
+    final = sf.optimise(problem, combined, 400, tolerance=1e-5)
+    np.testing.assert_allclose(fit.per_source, final.per_source, rtol=1e-12)
+    assert fit.converged == (fit.projected_gradient <= 1e-5)
+    # a block that does not improve stops the search (improvement threshold huge)
+    lazy = sf.fit_with_rule(problem, starts, None, sf.RestartRule(
+        block=2, steps=50, screen=10, improvement=1e9, min_blocks=1, max_blocks=3))
+    assert lazy.blocks == 2 and lazy.starts == 4     # block 2 gains < 1e9: stop there
+
+
+def test_budget_curve_reuses_screens_and_matches_separate_fits():
+    spec, _, counts = _data(K=3, n=300)
+    problem = ar.neural_ar_problem(spec, counts)
+    gen = torch.Generator().manual_seed(4)
+    shapes = ar.neural_ar_shapes(spec, 4)
+    first, second = (sf.gaussian_in_box(shapes, ar.AR_BOX, 0.5, gen) for _ in range(2))
+    rule = sf.RestartRule(block=1, steps=200, screen=30)
+    curve = sf.budget_curve(problem, first, second, rule, (2, 4))
+    for B, fit in zip((2, 4), curve, strict=True):
+        alone = sf.fit_with_rule(problem, first, second, sf.RestartRule(
+            block=B, steps=200, screen=30, min_blocks=1, max_blocks=1))
+        np.testing.assert_allclose(fit.per_source, alone.per_source, rtol=1e-12)

@@ -1,4 +1,4 @@
-"""Tests of the shared Figure-1 sweep: settings, tasks, and the certified network task."""
+"""Tests of the shared Figure-1 sweep: settings, tasks, and the network task with its checks."""
 
 from __future__ import annotations
 
@@ -28,13 +28,20 @@ def test_setting_rng_depends_on_every_key():
     assert len(draws) == 8
 
 
-def test_certificate_flags_a_fit_stuck_above_the_optimum():
+def test_wilks_lower_test_flags_a_fit_stuck_at_the_teacher():
     config = sw.NetworkSweep()
     rank, n = 40, 1000
     good = 1.0 - rank / (2 * n)                            # the expected MLE gap
-    assert sw._certify(config, n, rank, 1.0, good, good + 1e-3)[1:] == (True, True)
-    assert sw._certify(config, n, rank, 1.0, 1.0, 1.0)[1] is False     # no gain: stuck
-    assert sw._certify(config, n, rank, 1.0, good, good - 1e-3)[2] is False  # teacher better
+    statistic, ok = sw.wilks_lower_test(config, n, rank, 1.0, good)
+    assert statistic == pytest.approx(rank) and ok
+    assert sw.wilks_lower_test(config, n, rank, 1.0, 1.0)[1] is False     # no gain: stuck
+
+
+def test_network_tasks_give_the_default_setting_more_seeds():
+    config = sw.NetworkSweep(K_values=(3, 5), n_values=(500,), beta_values=(0.5,), seeds=2,
+                             seeds_default=5)
+    tasks = sw.network_tasks(config)
+    assert sum(t["K"] == 5 for t in tasks) == 5 and sum(t["K"] == 3 for t in tasks) == 2
 
 
 def test_network_task_row_and_the_k1_shortcut():
@@ -46,6 +53,12 @@ def test_network_task_row_and_the_k1_shortcut():
         assert row[f"rank_{name}"] <= row[f"params_{name}"]
         assert row[f"wilks_gap_{name}"] == pytest.approx(-row[f"rank_{name}"] / (2 * row["n"]))
         assert row[f"max_hidden_{name}"] <= 3.0 + 1e-12 and row[f"max_output_{name}"] <= 4.0
+        assert 0.0 < row[f"hellinger_{name}"] < 1.0 and row[f"sqrt_kl_{name}"] > 0.0
+        assert row[f"fisher_sqrt_kl_{name}"] == pytest.approx(2 * row[f"fisher_hellinger_{name}"])
+        assert row[f"starts_{name}"] >= 2 * config.restarts        # at least two blocks
+        assert row[f"iterations_{name}"] > 0 and row[f"fit_gap_to_best_{name}"] >= 0.0
+        assert row[f"poor_gap_{name}"] >= 0.0
+        assert np.isfinite(row[f"tv_R{config.budgets[-1]}_{name}"])   # seed 0: budget curve
     assert row["params_multi"] < row["params_single"]
     one = sw.run_network_task(config, {"K": 1, "n": 200, "beta_sim": 0.5, "seed": 0},
                               NEURAL_FAMILY)[0]

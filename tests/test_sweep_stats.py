@@ -61,3 +61,50 @@ def test_best_known_takes_the_more_likely_fit_of_each_pair():
     best = ss.best_known(frame)
     assert best.tv_multi.tolist() == [0.1, 0.4] and best.gap_multi.tolist() == [-0.02, -0.03]
     assert best.tv_single.tolist() == [0.5, 0.6]             # ties keep the estimator's fit
+
+
+def test_hellinger_and_sqrt_kl_of_discrete_distributions():
+    from multisource.metrics import hellinger_discrete, sqrt_kl_discrete
+    p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
+    assert hellinger_discrete(p, p) == pytest.approx(0.0, abs=1e-7)
+    assert hellinger_discrete(p, q) ** 2 == pytest.approx(1 - (np.sqrt(0.45) + np.sqrt(0.05)))
+    assert sqrt_kl_discrete(p, q) ** 2 == pytest.approx(0.5 * np.log(0.5 / 0.9)
+                                                        + 0.5 * np.log(0.5 / 0.1))
+    assert sqrt_kl_discrete(p, np.array([1.0, 0.0])) == np.inf
+
+
+@pytest.mark.slow
+def test_equal_effort_claim_trips_when_the_single_source_fit_gets_fewer_starts(monkeypatch):
+    """The mutation of chapter 5's effort claim: the single-source estimator keeps only its
+    first random start. At the smoke profile the claim holds for the real code and fails for
+    the mutated one (the claim cell of chapters 5 and 6 asserts `equal_effort`)."""
+    from dataclasses import replace
+
+    import pandas as pd
+    import torch
+
+    from multisource.experiments import get
+    from multisource.experiments import sweep as sw
+
+    experiment = get("autoregressive_neural")
+    # smoke sizes, run to a loose tolerance so that both estimators converge
+    config = replace(experiment.config("smoke"), seeds=2, steps=2000, tolerance=1e-3)
+    minimum = config.restarts * min(2, config.max_blocks)
+
+    def rows() -> pd.DataFrame:
+        torch.set_num_threads(1)
+        return pd.DataFrame([r for task in sw.network_tasks(config)
+                             for r in experiment.run_task(config, task, torch.device("cpu"))])
+
+    assert ss.equal_effort(rows(), minimum)
+    original = sw.fit_estimator
+
+    def first_start_only(config, family, model, problem, n, torch_seed, budgets=()):
+        if model.shared_units == 0:                       # the single-source class
+            config = replace(config, restarts=1, max_blocks=1)
+        return original(config, family, model, problem, n, torch_seed, budgets)
+
+    monkeypatch.setattr(sw, "fit_estimator", first_start_only)
+    mutated = rows()
+    assert (mutated.starts_single == 1).all()
+    assert not ss.equal_effort(mutated, minimum)

@@ -10,6 +10,17 @@ enumerating the sample space. Propagated to the risk R = E_Y TV(p_hat(.|Y), p*(.
   E R ~ sum_k p_Y(k) 1/2 sum_x sqrt(2 v(x, k) / pi) = c / sqrt(n);
 - Monte Carlo: draw delta, evaluate the exact TV of p_{theta* + delta}, average (no linearisation).
 
+The same Gaussian gives first-order predictions under the Hellinger distance and sqrt(KL) (our
+derivation): sum_x (p_hat - p*)^2 / p* = delta^T I_k delta =: Q_k (I_k: the information of
+source k alone), H^2 = 1 - sum sqrt(p_hat p*) ~ Q_k / 8 and KL(p* || p_hat) ~ Q_k / 2, so
+E H ~ E sqrt(Q_k / 8) and E sqrt(KL) ~ E sqrt(Q_k / 2) = 2 E H. Q_k is a weighted chi-square
+(weights: eigenvalues of I_k times the source's block of the covariance) whose mean is
+rank / n averaged over sources, so both predict a multi/single ratio of about
+sqrt(rank_multi / rank_single); its square-root expectation is taken by Monte Carlo over
+the chi-square (fixed seed). The TV constant instead weights every state by sqrt(leverage):
+sum_x p*(x) sqrt(s^T I^+ s) (2 pi n)^(-1/2), whose ratio is sqrt(rank ratio) times a factor
+for how unevenly the leverage spreads over the states.
+
 I^+ is the pseudo-inverse: directions with zero information (e.g. shifting every logit of a
 softmax by the same amount) do not move the distribution, so they add nothing to the risk and
 do not count in Wilks' statistic; `rank` is the number of directions that do, counted as the
@@ -93,10 +104,19 @@ class FisherRisk:
     rank: int
     per_source: np.ndarray
     constant: float
+    hellinger_constant: float = math.nan
 
     def expected_tv(self, n: float) -> float:
         """The delta-method expected average TV at total sample size n."""
         return self.constant / math.sqrt(n)
+
+    def expected_hellinger(self, n: float) -> float:
+        """First-order expected average Hellinger distance, E sqrt(Q_k / 8) (module docstring)."""
+        return self.hellinger_constant / math.sqrt(n)
+
+    def expected_sqrt_kl(self, n: float) -> float:
+        """First-order expected average sqrt(KL(p* || p_hat)), E sqrt(Q_k / 2) = 2 E H."""
+        return 2.0 * self.hellinger_constant / math.sqrt(n)
 
 
 def pseudo_inverse(information: np.ndarray, rtol: float = 1e-10) -> tuple[np.ndarray, int]:
@@ -120,12 +140,23 @@ def fisher_risk(jac: SourceJacobians, p_y: np.ndarray | None = None) -> FisherRi
         information[np.ix_(jac.positions[k], jac.positions[k])] += weights[k] * block
     covariance, rank = pseudo_inverse(information)
     per_source = np.empty(K)
+    hellinger = np.empty(K)
     for k in range(K):
         local = covariance[np.ix_(jac.positions[k], jac.positions[k])]
         J = jac.jacobians[k]
-        variance = np.einsum("mi,ij,mj->m", J, local, J) * np.exp(2 * jac.log_probs[k])
+        probs = np.exp(jac.log_probs[k])
+        variance = np.einsum("mi,ij,mj->m", J, local, J) * probs**2
         per_source[k] = 0.5 * math.sqrt(2.0 / math.pi) * np.sqrt(np.maximum(variance, 0)).sum()
-    return FisherRisk(information, rank, per_source, float(weights @ per_source))
+        own = (J.T * probs) @ J                                    # information of source k
+        chi2_weights = np.clip(np.linalg.eigvals(own @ local).real, 0.0, None)
+        draws = np.random.default_rng(k).standard_normal((CHI2_DRAWS, chi2_weights.size))
+        hellinger[k] = math.sqrt(1 / 8) * np.sqrt(draws**2 @ chi2_weights).mean()
+    return FisherRisk(information, rank, per_source, float(weights @ per_source),
+                      float(weights @ hellinger))
+
+
+CHI2_DRAWS = 4000
+"""Monte Carlo draws of the weighted chi-square behind the Hellinger and sqrt(KL) constants."""
 
 
 def monte_carlo_tv(probs_fn: Callable[[dict[str, torch.Tensor]], np.ndarray],

@@ -1,4 +1,5 @@
-"""Total-variation distances: closed form, by enumeration, on quadrature grids, and by Monte Carlo.
+"""Total-variation distances: closed form, by enumeration, on quadrature grids, and by Monte Carlo;
+the Hellinger distance and sqrt(KL) of enumerated distributions.
 
 TV(p, q) = 1/2 * integral |p - q|, always in [0, 1].
 """
@@ -31,6 +32,21 @@ def tv_from_distance(delta: np.ndarray | float) -> np.ndarray:
 def tv_discrete(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
     """Exact TV between probability vectors (enumerated distributions) along `axis`."""
     return 0.5 * np.abs(np.asarray(p, float) - np.asarray(q, float)).sum(axis=axis)
+
+
+def hellinger_discrete(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Exact Hellinger distance sqrt(1 - sum sqrt(p q)) between probability vectors, in [0, 1]."""
+    affinity = np.sqrt(np.clip(np.asarray(p, float) * np.asarray(q, float), 0.0, None)
+                       ).sum(axis=axis)
+    return np.sqrt(np.clip(1.0 - affinity, 0.0, None))
+
+
+def sqrt_kl_discrete(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+    """sqrt(KL(p || q)) between probability vectors (p the truth; inf where q = 0 < p)."""
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
+    return np.sqrt(np.clip(terms.sum(axis=axis), 0.0, None))
 
 
 def tv_on_grid(p: np.ndarray, q: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -85,3 +85,72 @@ def prediction_figure(summaries: dict[str, pd.DataFrame]) -> plt.Figure:
     axes[0].set_ylabel("measured multi / single")
     axes[0].legend(fontsize=8, loc="upper left")
     return fig
+
+
+METRIC_LABELS = {"tv": "TV", "hellinger": "Hellinger", "sqrt_kl": r"$\sqrt{\mathrm{KL}}$"}
+
+
+def wilks_figure(wilks: pd.DataFrame, alpha: float = 0.001) -> plt.Figure:
+    """W / r of every fit (histogram per estimator) against the law of chi^2_r / r at the median
+    rank (mean 1), with the old lower cut-off chi^2_r(alpha) / r."""
+    from scipy.stats import chi2
+
+    fig, axes = panel_grid(2, width=4.4, height=3.4, sharey=True)
+    for ax, name in zip(axes, ("multi", "single"), strict=True):
+        part = wilks[wilks.estimator == name]
+        rank = float(part["rank"].median())
+        ax.hist(part.w_over_r, bins=25, density=True, alpha=0.6,
+                color=ESTIMATOR_PALETTE[name], label=f"{name}: W / r")
+        grid = np.linspace(max(0.0, part.w_over_r.min() - 0.2), part.w_over_r.max() + 0.2, 300)
+        ax.plot(grid, rank * chi2.pdf(grid * rank, rank), color=THEORY_COLOR,
+                label=rf"$\chi^2_r/r$, $r={rank:.0f}$")
+        ax.axvline(chi2.ppf(alpha, rank) / rank, color=THEORY_COLOR, ls=":",
+                   label=rf"old cut-off $\chi^2_r({alpha})/r$")
+        ax.set_xlabel(r"$W/r$")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("density")
+    return fig
+
+
+def budget_figure(curve: pd.DataFrame | None) -> plt.Figure:
+    """The multi/single ratio of mean TV against a fixed restart budget (95% t intervals), with
+    the restart rule's ratio on the same seeds as a band."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.4), layout="constrained")
+    if curve is None:   # a profile without the budget study (fewer than two of its seeds)
+        ax.text(0.5, 0.5, "no restart-budget study at this profile", ha="center",
+                transform=ax.transAxes)
+        return fig
+    fixed = curve[curve.starts != "rule"]
+    starts = fixed.starts.astype(int)
+    ax.errorbar(starts, fixed.ratio, yerr=[fixed.ratio - fixed.ratio_lo,
+                                           fixed.ratio_hi - fixed.ratio],
+                marker="o", capsize=3, color=ESTIMATOR_PALETTE["multi"],
+                label="fixed budget: first $B$ starts")
+    rule = curve[curve.starts == "rule"].iloc[0]
+    ax.axhspan(rule.ratio_lo, rule.ratio_hi, color=FISHER_COLOR, alpha=0.15)
+    ax.axhline(rule.ratio, color=FISHER_COLOR, label="restart rule (same seeds)")
+    _log_axis(ax, starts)
+    ax.set_xlabel("random starts per source network $B$")
+    ax.set_ylabel("multi / single (mean TV)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def metric_figure(defaults: dict[str, dict[str, float]]) -> plt.Figure:
+    """At the default setting, the measured ratio under each metric (95% t interval) with its
+    first-order Fisher prediction and the count-based ratio."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.4), layout="constrained")
+    names = list(defaults)
+    x = np.arange(len(names))
+    ratio = np.array([defaults[m]["ratio"] for m in names])
+    lo = np.array([defaults[m]["lo"] for m in names])
+    hi = np.array([defaults[m]["hi"] for m in names])
+    ax.errorbar(x, ratio, yerr=[ratio - lo, hi - ratio], fmt="o", capsize=4,
+                color=ESTIMATOR_PALETTE["multi"], label="measured")
+    ax.plot(x, [defaults[m]["fisher"] for m in names], "x", color=FISHER_COLOR, ms=9,
+            label="Fisher prediction (first order)")
+    ax.axhline(defaults[names[0]]["count"], color=THEORY_COLOR, ls="--", label=COUNT_LABEL)
+    ax.set_xticks(x, [METRIC_LABELS.get(m, m) for m in names])
+    ax.set_ylabel("multi / single at the default setting")
+    ax.legend(fontsize=8)
+    return fig

@@ -40,15 +40,17 @@ def ratio_interval(multi: np.ndarray, single: np.ndarray, level: float = 0.95
     return float(ratio), float(ratio - half), float(ratio + half)
 
 
-def summarise(frame: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def summarise(frame: pd.DataFrame, level: float = 0.95, metric: str = "tv") -> pd.DataFrame:
     """One row per (K, n, beta_sim): seeds; mean risks with t intervals; the paired difference
     single - multi with its t interval; the ratio of means with its t interval; the count-based
     ratio sqrt(1 - (K-1)/K beta_sim); and, when the frame has Fisher predictions, the predicted
     mean risks, their ratio and the measured ratio's deviation from each prediction. A setting
-    with a single seed gets NaN interval bounds."""
+    with a single seed gets NaN interval bounds. `metric` picks the risk columns
+    (`tv`, `hellinger` or `sqrt_kl`, with their `fisher_<metric>_*` predictions)."""
     rows: list[dict[str, Any]] = []
     for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
-        multi, single = group.tv_multi.to_numpy(), group.tv_single.to_numpy()
+        multi = group[f"{metric}_multi"].to_numpy()
+        single = group[f"{metric}_single"].to_numpy()
         row: dict[str, Any] = {"K": K, "n": n, "beta_sim": beta, "seeds": len(group)}
         one_seed = len(group) < 2   # a profile with one seed (smoke): no interval, NaN bounds
         for name, values in (("multi", multi), ("single", single),
@@ -63,9 +65,9 @@ def summarise(frame: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             row["ratio"], row["ratio_lo"], row["ratio_hi"] = ratio_interval(multi, single, level)
         row["theory"] = float(group.theory_ratio.iloc[0])
         row["theory_dev"] = row["ratio"] - row["theory"]
-        if "fisher_tv_multi" in group:
-            row["fisher_multi"] = group.fisher_tv_multi.mean()
-            row["fisher_single"] = group.fisher_tv_single.mean()
+        if f"fisher_{metric}_multi" in group:
+            row["fisher_multi"] = group[f"fisher_{metric}_multi"].mean()
+            row["fisher_single"] = group[f"fisher_{metric}_single"].mean()
             row["fisher"] = row["fisher_multi"] / row["fisher_single"]
             row["fisher_dev"] = row["ratio"] - row["fisher"]
         rows.append(row)
@@ -92,36 +94,53 @@ def default_row(summary: pd.DataFrame, config: Any) -> pd.Series:
     return at.iloc[0]
 
 
-def certificates(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per estimator: fits, the share passing Wilks' test and the teacher-start check (after
-    refits), how many were refitted, and the mean NLL gap against the mean Wilks gap."""
+METRICS = {"tv": "TV", "hellinger": "Hellinger", "sqrt_kl": "sqrt(KL)"}
+"""The risk columns of the network sweeps and their names."""
+
+
+def in_w(frame: pd.DataFrame, nats: pd.Series) -> pd.Series:
+    """A difference of mean NLLs (nats per sample) in units of Wilks' statistic: 2 n x."""
+    return 2.0 * frame["n"] * nats
+
+
+def teacher_start(frame: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """Per estimator: fits, and how many a start from the teacher (run to the same tolerance)
+    improves by more than `tolerance` units of W, with the largest improvement."""
     rows = []
     for name in ("multi", "single"):
-        rows.append({
-            "estimator": name, "fits": len(frame),
-            "wilks_pass": frame[f"wilks_pass_{name}"].mean(),
-            "teacher_pass": frame[f"teacher_pass_{name}"].mean(),
-            "both_pass": (frame[f"wilks_pass_{name}"] & frame[f"teacher_pass_{name}"]).mean(),
-            "refitted": (frame[f"refits_{name}"] > 0).mean(),
-            "gap": frame[f"gap_{name}"].mean(), "wilks_gap": frame[f"wilks_gap_{name}"].mean(),
-            "largest_hidden": frame[f"max_hidden_{name}"].max(),
-            "largest_output": frame[f"max_output_{name}"].max()})
+        gain = frame[f"teacher_improvement_{name}"]
+        rows.append({"estimator": name, "fits": len(frame),
+                     "improved": int((gain > tolerance).sum()),
+                     "share_improved": float((gain > tolerance).mean()),
+                     "largest_W": float(gain.max()),
+                     "converged": float(frame[f"converged_{name}"].mean()),
+                     "teacher_start_converged": float(
+                         frame[f"teacher_start_converged_{name}"].mean())})
     return pd.DataFrame(rows)
 
 
-def gaps_by_setting(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per setting and estimator: mean NLL gap to the teacher, Wilks' -rank/(2n), the ratio of
-    the two, the teacher-start gap and the share of fits passing the certificate."""
-    rows = []
-    for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
-        for name in ("multi", "single"):
-            gap, wilks = group[f"gap_{name}"].mean(), group[f"wilks_gap_{name}"].mean()
-            rows.append({"K": K, "n": n, "beta_sim": beta, "estimator": name, "gap": gap,
-                         "wilks_gap": wilks, "gap_over_wilks": gap / wilks,
-                         "teacher_start_gap": group[f"teacher_start_gap_{name}"].mean(),
-                         "pass": (group[f"wilks_pass_{name}"]
-                                  & group[f"teacher_pass_{name}"]).mean()})
-    return pd.DataFrame(rows)
+def sensitivity(frame: pd.DataFrame, tolerance: float, level: float = 0.95,
+                metric: str = "tv") -> pd.DataFrame:
+    """The ratio of mean risks per setting three ways: all seeds as fitted; without the seeds
+    where a teacher start improves either estimator's fit by more than `tolerance` (W units);
+    and with those fits replaced by the teacher-start fit (`best_known`)."""
+    flagged = ((frame.teacher_improvement_multi > tolerance)
+               | (frame.teacher_improvement_single > tolerance))
+    parts = {"all": summarise(frame, level, metric),
+             "without flagged": summarise(frame[~flagged], level, metric)
+             if (~flagged).any() else None,
+             "best known": summarise(best_known(frame), level, metric)}
+    out = parts["all"][["K", "n", "beta_sim", "seeds", "ratio", "ratio_lo", "ratio_hi"]].copy()
+    out["flagged"] = frame.assign(f=flagged).groupby(["K", "n", "beta_sim"], sort=True
+                                                     ).f.sum().to_numpy()
+    for label in ("without flagged", "best known"):
+        part = parts[label]
+        merged = out[["K", "n", "beta_sim"]].merge(
+            part[["K", "n", "beta_sim", "ratio"]] if part is not None
+            else out[["K", "n", "beta_sim"]].assign(ratio=np.nan),
+            on=["K", "n", "beta_sim"], how="left")
+        out[f"ratio ({label})"] = merged.ratio.to_numpy()
+    return out
 
 
 def best_known(frame: pd.DataFrame) -> pd.DataFrame:
@@ -131,7 +150,335 @@ def best_known(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for name in ("multi", "single"):
         better = frame[f"teacher_start_gap_{name}"] < frame[f"gap_{name}"]
-        out[f"tv_{name}"] = np.where(better, frame[f"teacher_start_tv_{name}"],
-                                     frame[f"tv_{name}"])
+        for metric in METRICS:
+            if f"teacher_start_{metric}_{name}" in frame:
+                out[f"{metric}_{name}"] = np.where(better, frame[f"teacher_start_{metric}_{name}"],
+                                                   frame[f"{metric}_{name}"])
         out[f"gap_{name}"] = np.minimum(frame[f"teacher_start_gap_{name}"], frame[f"gap_{name}"])
     return out
+
+
+def effort(frame: pd.DataFrame) -> pd.DataFrame:
+    """Optimisation effort per estimator, from the stored rows: random starts per source
+    network (first stage), blocks, L-BFGS-B iterations, share of fits converged to the
+    tolerance, and mean final projected gradient."""
+    rows = []
+    for name in ("multi", "single"):
+        rows.append({"estimator": name,
+                     "starts (mean)": float(frame[f"starts_{name}"].mean()),
+                     "starts (min)": int(frame[f"starts_{name}"].min()),
+                     "blocks (mean)": float(frame[f"blocks_{name}"].mean()),
+                     "iterations (mean)": float(frame[f"iterations_{name}"].mean()),
+                     "converged": float(frame[f"converged_{name}"].mean()),
+                     "projected gradient (median)": float(
+                         frame[f"projected_gradient_{name}"].median())})
+    return pd.DataFrame(rows)
+
+
+def equal_effort(frame: pd.DataFrame, minimum_starts: int, slack: float = 0.05) -> bool:
+    """The claim that guards the comparison. The restart rule stops adaptively, so the two
+    estimators need not use the same number of starts on one seed; the claim is that the
+    single-source estimator got no less effort than the rule gives: every single-source fit
+    used at least `minimum_starts` random starts per source network (the rule's minimum, as
+    every multi-source fit did), its mean number of starts is at least 90 % of the
+    multi-source mean, and its share of fits converged to the tolerance is not lower by more
+    than `slack`."""
+    enough = bool((frame[["starts_multi", "starts_single"]] >= minimum_starts).all().all())
+    similar = frame.starts_single.mean() >= 0.9 * frame.starts_multi.mean()
+    converged = frame.converged_single.mean() >= frame.converged_multi.mean() - slack
+    return enough and bool(similar) and bool(converged)
+
+
+def calibration(frame: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """Error rates of two diagnostics on fits of known quality.
+
+    The fits: every estimator fit, and every deliberately under-converged reference fit (one
+    random start stopped after a short run). A fit is "good" when its mean NLL is within
+    `tolerance` units of W of the best known for that data (the estimator's fit, the
+    teacher-start fit and the reference fit), "bad" otherwise. Diagnostics: `converged` (final
+    projected gradient within the fit's tolerance) and the old Wilks lower-quantile test.
+    Returns per diagnostic: bad fits, good fits, false-pass rate (bad fits passing) and
+    false-fail rate (good fits failing)."""
+    pgtol = frame.attrs.get("tolerance")
+    parts = []
+    for name in ("multi", "single"):
+        for kind, gap, pg, wilks in (
+                ("estimator", "fit_gap_to_best", "projected_gradient", "wilks_pass"),
+                ("under-converged", "poor_gap", "poor_projected_gradient", "poor_wilks_pass")):
+            parts.append(pd.DataFrame({
+                "estimator": name, "fit": kind,
+                "bad": in_w(frame, frame[f"{gap}_{name}"]) > tolerance,
+                "converged": frame[f"{pg}_{name}"] <= pgtol,
+                "wilks": frame[f"{wilks}_{name}"].astype(bool)}))
+    fits = pd.concat(parts, ignore_index=True)
+    rows = []
+    for diagnostic in ("converged", "wilks"):
+        bad, good = fits[fits.bad], fits[~fits.bad]
+        rows.append({"diagnostic": diagnostic, "bad fits": len(bad), "good fits": len(good),
+                     "false pass": float(bad[diagnostic].mean()) if len(bad) else np.nan,
+                     "false fail": float((~good[diagnostic]).mean()) if len(good) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def wilks_ratio(frame: pd.DataFrame) -> pd.DataFrame:
+    """W / r of every fit (long format: estimator, rank, W / r), for the comparison with
+    chi^2_r / r (mean 1, sd sqrt(2 / r))."""
+    return pd.concat([pd.DataFrame({"estimator": name, "rank": frame[f"rank_{name}"],
+                                    "n": frame["n"],
+                                    "w_over_r": frame[f"wilks_statistic_{name}"]
+                                    / frame[f"rank_{name}"]})
+                      for name in ("multi", "single")], ignore_index=True)
+
+
+def fisher_decomposition(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: the Fisher TV ratio = sqrt(rank ratio) x leverage-spread factor.
+
+    At first order E TV = (2 pi n)^(-1/2) sum_k p_Y(k) sum_x p(x|k) sqrt(h(x,k)), with leverage
+    h = s^T I^+ s. Its p-weighted mean over (x, k) is tr(I^+ I) = r, the rank, so the constant
+    is sqrt(r / (2 pi)) times phi = E sqrt(h) / sqrt(E h) <= 1, which measures how unevenly the
+    leverage spreads over the states (phi = 1 when it is even). Each direction's eigenvalue
+    cancels; the ratio of the two estimators is sqrt(r_multi / r_single) x phi_multi /
+    phi_single. phi of every fit is fisher_tv sqrt(2 pi n / r)."""
+    rows = []
+    for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
+        phi = {name: (group[f"fisher_tv_{name}"]
+                      * np.sqrt(2 * math.pi * group.n / group[f"rank_{name}"])).mean()
+               for name in ("multi", "single")}
+        fisher = group.fisher_tv_multi.mean() / group.fisher_tv_single.mean()
+        rank = math.sqrt(group.rank_multi.mean() / group.rank_single.mean())
+        rows.append({"K": K, "n": n, "beta_sim": beta, "fisher": fisher,
+                     "sqrt rank ratio": rank, "phi multi": phi["multi"],
+                     "phi single": phi["single"], "leverage factor": fisher / rank,
+                     "count-based": float(group.theory_ratio.iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def paired_bootstrap(frame: pd.DataFrame, metric: str = "tv", prediction: str = "fisher",
+                     draws: int = 4000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Measured minus predicted ratio per setting, with a percentile bootstrap over seeds.
+
+    Seeds are resampled as whole rows (teacher, data, both fits and both predictions), so the
+    interval accounts for the prediction varying with the teacher. `prediction`: "fisher"
+    (ratio of mean Fisher predictions of `metric`) or "count" (the count-based ratio, fixed).
+    A test rejects the prediction at level 1 - `level` when the interval excludes zero; an
+    interval containing zero is a failure to reject, not a confirmation."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
+        multi = group[f"{metric}_multi"].to_numpy()
+        single = group[f"{metric}_single"].to_numpy()
+        if prediction == "fisher":
+            pm = group[f"fisher_{metric}_multi"].to_numpy()
+            ps = group[f"fisher_{metric}_single"].to_numpy()
+        else:
+            pm, ps = group.theory_ratio.to_numpy(), np.ones(len(group))
+        S = len(group)
+        index = rng.integers(0, S, size=(draws, S))
+        measured = multi[index].mean(1) / single[index].mean(1)
+        predicted = pm[index].mean(1) / ps[index].mean(1)
+        diff = measured - predicted
+        lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
+        point = multi.mean() / single.mean() - pm.mean() / ps.mean()
+        rows.append({"K": K, "n": n, "beta_sim": beta, "seeds": S,
+                     "measured": multi.mean() / single.mean(),
+                     "predicted": pm.mean() / ps.mean(), "difference": point,
+                     "lo": lo, "hi": hi, "rejects": bool(lo > 0 or hi < 0)})
+    return pd.DataFrame(rows)
+
+
+def ratio_power(frame: pd.DataFrame, metric: str = "tv", alpha: float = 0.05,
+                power: float = 0.8) -> pd.DataFrame:
+    """Per setting, the minimum detectable effect on the ratio of mean risks: the paired t test
+    of the linearised residuals multi - R single (R the measured ratio), in ratio units
+    (divided by the mean single-source risk); `multisource.power`."""
+    from multisource.power import mde_of
+    rows = []
+    for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
+        multi = group[f"{metric}_multi"].to_numpy()
+        single = group[f"{metric}_single"].to_numpy()
+        ratio = multi.mean() / single.mean()
+        rows.append({"K": K, "n": n, "beta_sim": beta, "seeds": len(group),
+                     "mde": mde_of(multi - ratio * single, alpha, power) / single.mean()})
+    return pd.DataFrame(rows)
+
+
+def budget_curve(frame: pd.DataFrame, budgets: tuple[int, ...], metric: str = "tv",
+                 level: float = 0.95) -> pd.DataFrame:
+    """The ratio of mean risks against a fixed restart budget B (first B starts), on the seeds
+    that ran the budget study, with the estimator (restart rule) on the same seeds."""
+    have = frame[np.isfinite(frame[f"{metric}_R{budgets[-1]}_multi"])]
+    rows = []
+    for B in budgets:
+        ratio, lo, hi = ratio_interval(have[f"{metric}_R{B}_multi"], have[f"{metric}_R{B}_single"],
+                                       level)
+        rows.append({"starts": str(B), "seeds": len(have), "ratio": ratio, "ratio_lo": lo,
+                     "ratio_hi": hi,
+                     "nll_multi": float(have[f"nll_R{B}_multi"].mean()),
+                     "nll_single": float(have[f"nll_R{B}_single"].mean())})
+    ratio, lo, hi = ratio_interval(have[f"{metric}_multi"], have[f"{metric}_single"], level)
+    rows.append({"starts": "rule", "seeds": len(have), "ratio": ratio, "ratio_lo": lo,
+                 "ratio_hi": hi, "nll_multi": float(have.nll_multi.mean()),
+                 "nll_single": float(have.nll_single.mean())})
+    return pd.DataFrame(rows)
+
+
+def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95,
+                   draws: int = 4000) -> dict[str, Any]:
+    """Everything chapters 5 and 6 say about one network sweep, as numbers and tables.
+
+    Keys: `summary[metric]` (per-setting summaries), `tests[(metric, prediction)]` (paired
+    bootstrap of measured minus predicted), `default[metric]` (the default setting: ratio,
+    interval, Fisher and count-based predictions, bootstrap intervals, minimum detectable
+    effect), `teacher`, `sensitivity`, `effort`, `equal_effort`, `calibration`, `wilks`,
+    `decomposition`, `budget`, and scalars named in the chapters."""
+    frame = frame.copy()
+    frame.attrs["tolerance"] = config.tolerance
+    out: dict[str, Any] = {"summary": {}, "tests": {}, "default": {}}
+    for metric in METRICS:
+        summary = summarise(frame, level, metric)
+        out["summary"][metric] = summary
+        for prediction in ("fisher", "count"):
+            out["tests"][(metric, prediction)] = paired_bootstrap(
+                frame, metric, prediction, draws, level)
+        row = default_row(summary, config)
+        at = ((config.K_default == out["tests"][(metric, "fisher")].K)
+              & (out["tests"][(metric, "fisher")].n == config.n_default)
+              & np.isclose(out["tests"][(metric, "fisher")].beta_sim, config.beta_default))
+        fisher_test = out["tests"][(metric, "fisher")][at].iloc[0]
+        count_test = out["tests"][(metric, "count")][at].iloc[0]
+        power = ratio_power(frame, metric)
+        mde = float(power[at.to_numpy()].mde.iloc[0])
+        out["default"][metric] = {
+            "ratio": float(row.ratio), "lo": float(row.ratio_lo), "hi": float(row.ratio_hi),
+            "fisher": float(row.fisher), "count": float(row.theory), "seeds": int(row.seeds),
+            "fisher_lo": float(fisher_test.lo), "fisher_hi": float(fisher_test.hi),
+            "fisher_rejects": bool(fisher_test.rejects),
+            "count_lo": float(count_test.lo), "count_hi": float(count_test.hi),
+            "count_rejects": bool(count_test.rejects), "mde": mde}
+    out["teacher"] = teacher_start(frame, config.teacher_tolerance)
+    out["sensitivity"] = sensitivity(frame, config.teacher_tolerance, level)
+    out["effort"] = effort(frame)
+    out["equal_effort"] = equal_effort(frame, config.restarts * min(2, config.max_blocks))
+    out["calibration"] = calibration(frame, config.teacher_tolerance)
+    out["wilks"] = wilks_ratio(frame)
+    out["decomposition"] = fisher_decomposition(frame)
+    out["budget"] = budget_curve(frame, config.budgets, "tv", level) \
+        if f"tv_R{config.budgets[-1]}_multi" in frame and np.isfinite(
+            frame[f"tv_R{config.budgets[-1]}_multi"]).sum() >= 2 else None
+    return out
+
+
+def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> dict[str, Any]:
+    """The scalars of `network_report` that the chapters' prose quotes, by name."""
+    out: dict[str, Any] = {
+        "seeds": int(config.seeds), "seeds_default": int(max(config.seeds,
+                                                             config.seeds_default)),
+        "budget_seeds": int(config.budget_seeds), "restarts": int(config.restarts),
+        "max_blocks": int(config.max_blocks), "max_starts": int(config.restarts
+                                                               * config.max_blocks),
+        "screen": int(config.screen), "steps": int(config.steps),
+        "tolerance": float(config.tolerance), "improvement": float(config.improvement),
+        "teacher_tol": float(config.teacher_tolerance), "poor_steps": int(config.poor_steps),
+        "wilks_alpha": float(config.wilks_alpha), "fits_each": len(frame),
+        "settings": len(report["summary"]["tv"]),
+        "equal_effort": bool(report["equal_effort"]),
+        "budget_list": ", ".join(str(b) for b in config.budgets),
+    }
+    teacher = report["teacher"].set_index("estimator")
+    effort_table = report["effort"].set_index("estimator")
+    for name in ("multi", "single"):
+        out[f"improved_{name}"] = int(teacher.loc[name, "improved"])
+        out[f"improved_pct_{name}"] = 100 * float(teacher.loc[name, "share_improved"])
+        out[f"not_improved_pct_{name}"] = 100 - out[f"improved_pct_{name}"]
+        out[f"largest_w_{name}"] = float(teacher.loc[name, "largest_W"])
+        out[f"converged_pct_{name}"] = 100 * float(effort_table.loc[name, "converged"])
+        out[f"starts_{name}"] = float(effort_table.loc[name, "starts (mean)"])
+        out[f"iterations_{name}"] = float(effort_table.loc[name, "iterations (mean)"])
+        w = report["wilks"][report["wilks"].estimator == name].w_over_r
+        out[f"w_over_r_{name}"] = float(w.mean())
+        out[f"at_bound_pct_{name}"] = 100 * float((frame[f"at_bound_{name}"] > 0).mean())
+    out["target_met"] = min(out["not_improved_pct_multi"], out["not_improved_pct_single"]) >= 95
+    at = ((config.K_default == frame.K) & (frame.n == config.n_default)
+          & np.isclose(frame.beta_sim, config.beta_default))
+    sens = report["sensitivity"]
+    row = sens[(config.K_default == sens.K) & (sens.n == config.n_default)
+               & np.isclose(sens.beta_sim, config.beta_default)].iloc[0]
+    out["default_flagged"] = int(row.flagged)
+    out["default_ratio_without"] = float(row["ratio (without flagged)"])
+    out["default_ratio_best"] = float(row["ratio (best known)"])
+    out["sens_max_move"] = float(np.nanmax(np.abs(
+        np.concatenate([sens["ratio (best known)"] - sens.ratio,
+                        sens["ratio (without flagged)"] - sens.ratio]))))
+    calib = report["calibration"].set_index("diagnostic")
+    for diagnostic in ("converged", "wilks"):
+        out[f"{diagnostic}_false_pass"] = 100 * float(calib.loc[diagnostic, "false pass"])
+        out[f"{diagnostic}_false_fail"] = 100 * float(calib.loc[diagnostic, "false fail"])
+    out["calib_bad"] = int(calib.loc["converged", "bad fits"])
+    out["calib_good"] = int(calib.loc["converged", "good fits"])
+    out["poor_wilks_pass_pct"] = 100 * float(pd.concat(
+        [frame.poor_wilks_pass_multi, frame.poor_wilks_pass_single]).mean())
+    decomposition = report["decomposition"]
+    d = decomposition[(config.K_default == decomposition.K)
+                      & (decomposition.n == config.n_default)
+                      & np.isclose(decomposition.beta_sim, config.beta_default)].iloc[0]
+    out["dec_fisher"] = float(d.fisher)
+    out["dec_rank"] = float(d["sqrt rank ratio"])
+    out["dec_leverage"] = float(d["leverage factor"])
+    out["dec_phi_multi"] = float(d["phi multi"])
+    out["dec_phi_single"] = float(d["phi single"])
+    out["rank_multi"] = float(frame.rank_multi[at].mean())
+    out["rank_single"] = float(frame.rank_single[at].mean())
+    for metric, values in report["default"].items():
+        for key, value in values.items():
+            out[f"default_{metric}_{key}"] = value
+    for (metric, prediction), tests in report["tests"].items():
+        out[f"rejects_{metric}_{prediction}"] = int(tests.rejects.sum())
+    if report["budget"] is not None:
+        fixed = report["budget"][report["budget"].starts != "rule"]
+        rule = report["budget"][report["budget"].starts == "rule"].iloc[0]
+        out["budget_last"] = float(fixed.ratio.iloc[-1])
+        out["budget_before_last"] = float(fixed.ratio.iloc[-2])
+        out["budget_last_starts"] = int(fixed.starts.iloc[-1])
+        out["budget_before_last_starts"] = int(fixed.starts.iloc[-2])
+        out["budget_first"] = float(fixed.ratio.iloc[0])
+        out["budget_rule"] = float(rule.ratio)
+        out["budget_last_half"] = float((fixed.ratio_hi.iloc[-1] - fixed.ratio_lo.iloc[-1]) / 2)
+    return out
+
+
+def supports(defaults: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Per metric, which prediction the default-setting bootstrap tests reject, in words."""
+    words = {(False, True): "fails to reject the Fisher prediction and rejects the count-based "
+                            "ratio",
+             (False, False): "rejects neither the Fisher prediction nor the count-based ratio",
+             (True, False): "rejects the Fisher prediction and fails to reject the count-based "
+                            "ratio",
+             (True, True): "rejects both the Fisher prediction and the count-based ratio"}
+    return {metric: words[(bool(d["fisher_rejects"]), bool(d["count_rejects"]))]
+            for metric, d in defaults.items()}
+
+
+def budget_phrase(numbers: dict[str, Any]) -> str:
+    """Whether the restart-budget curve has stopped moving: its last two ratios differ by less
+    than the half-width of the last interval."""
+    if "budget_last" not in numbers:
+        return "cannot be compared (no budget study at this profile)"
+    move = abs(numbers["budget_last"] - numbers["budget_before_last"])
+    if move < numbers["budget_last_half"]:
+        return (f"moves by {move:.3f}, less than the half-width of its interval: within what "
+                f"these seeds can resolve, it has stopped moving")
+    return (f"still moves by {move:.3f}, more than the half-width of its interval: more starts "
+            f"would change it")
+
+
+def metric_phrase(numbers: dict[str, Any]) -> str:
+    """Which part of the gap between the TV ratio and the count-based ratio is the metric."""
+    count = numbers["default_tv_count"]
+    tv_gap = numbers["default_tv_ratio"] - count
+    hel_gap = numbers["default_hellinger_ratio"] - count
+    if abs(hel_gap) < abs(tv_gap):
+        return (f"The gap to the count-based ratio shrinks from {tv_gap:+.3f} under TV to "
+                f"{hel_gap:+.3f} under Hellinger: {100 * (1 - abs(hel_gap) / abs(tv_gap)):.0f}% "
+                f"of it is the metric.")
+    return (f"The gap to the count-based ratio is {tv_gap:+.3f} under TV and {hel_gap:+.3f} "
+            f"under Hellinger: here the metric does not explain it.")
