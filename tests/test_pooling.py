@@ -332,3 +332,34 @@ def test_advise_rejects_bad_input() -> None:
         advise(x, np.r_[np.zeros(35, int), np.ones(5, int)])
     with pytest.raises(InputError, match="finite"):
         advise(np.full((40, 2), np.nan), np.repeat([0, 1], 20))
+
+
+# ---------------------------------------------------------------------------------------------
+# The large-n limit of n* / n*_MSE
+# ---------------------------------------------------------------------------------------------
+
+
+def test_mean_norm_of_a_chi_vector() -> None:
+    from scipy.special import gamma
+
+    from multisource.pooling.asymptotics import mean_norm
+
+    for h in (1, 3, 10):
+        assert mean_norm([(h, 1.0, 0.0)]) == pytest.approx(
+            np.sqrt(2) * gamma((h + 1) / 2) / gamma(h / 2), rel=1e-9)
+    # non-central: E|N(mu, 1)| = sqrt(2/pi) e^{-mu^2/2} + mu (1 - 2 Phi(-mu))
+    mu = 1.7
+    folded = np.sqrt(2 / np.pi) * np.exp(-mu**2 / 2) + mu * (1 - 2 * stats.norm.cdf(-mu))
+    assert mean_norm([(1, 1.0, mu**2)]) == pytest.approx(folded, rel=1e-9)
+
+
+@pytest.mark.parametrize("K", [2, 5, 10])
+def test_exact_crossover_ratio_tends_to_the_limit(K: int) -> None:
+    """At n = 10^4 the exact boundary's n / n*_MSE is within 1% of the n -> infinity limit."""
+    from multisource.experiments.pooling_phase import boundary_delta
+    from multisource.pooling.asymptotics import limit_ratio
+
+    n = 10_000
+    delta = boundary_delta(K, 10, 5, n, rtol=1e-6)
+    exact = n / ms.crossover_mse(ms.MisspecifiedGaussian(K, 10, 5, delta))
+    assert exact == pytest.approx(limit_ratio(ms.MisspecifiedGaussian(K, 10, 5, 1.0)), rel=0.01)

@@ -36,7 +36,9 @@ def render(advice: Advice) -> str:
     lines = [f"{len(advice.sources)} sources ({sizes}); family {advice.family}; "
              f"{advice.folds}-fold cross-validation{scaled}",
              f"held-out log-likelihood per sample (mean, {percent} t interval):"]
-    labels = {"pooled": "pooled", "separate": "separate", "partial": partial_label(advice)}
+    labels = {"pooled": "pooled", "separate": "separate",
+              "partial": "partial (any w: the same model)" if advice.equivalent
+              else partial_label(advice)}
     width = max(len(v) for v in labels.values())
     for name in STRATEGIES:
         score = advice.scores[name]
