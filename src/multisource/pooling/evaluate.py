@@ -15,6 +15,10 @@ sum_k p_k E TV(p_hat(.|k), p*(.|k)):
   test points serve the pooled and the separate fit, so their difference is paired), and the
   expected risk is the mean over many independent data sets, with a t interval. Where that
   interval of the expected difference includes 0 the truth is reported as unresolved.
+
+`advise` needs 2 * folds samples per source, so the data sets are drawn given that; the exact
+truth conditions only on every source being non-empty. At the sample sizes of chapter 8 (at
+least 40 expected samples per source) the two laws differ by less than 1e-8.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ N(b_k, I/n) on the shared one, with b_k = sum_j (n_j/n) Delta_j - Delta_k = delt
 (chapter 4), E[TV_k | n_k = m, M] = P(4 chi2_1 - chi2_{d1}/m - chi2_{d_s}(n |b_k|^2)/n < 0),
 a non-central quadratic form; `quadform` averages it over the exact law of (n_k, M).
 
-The law of the counts. The simulators (`draw_counts`, and every raw-sample experiment of
-chapter 8) redraw a data set that leaves any source empty, so the counts are multinomial
+The law of the counts. The simulators (`draw_counts`; the raw-sample checks in the tests do
+the same) redraw a data set that leaves any source empty, so the counts are multinomial
 given the event A = {n_j >= 1 for every j}. The exact risks condition on the same event
 (`condition="all"`, the default) by inclusion-exclusion over the set S of sources that are
 empty: with 1_A = 1[n_k >= 1] * sum_{S not containing k} (-1)^|S| 1[n_j = 0 for j in S],
