@@ -116,3 +116,124 @@ def test_bad_input_in_a_real_process(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("multisource: error: nan_feature.csv: column 'x1' has a missing "
                            "value (NaN) on line 6\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge cases: the command never contradicts itself
+# ---------------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"not JSON: {name}")
+
+
+def _json(text: str) -> dict:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _frame(per_source: int, seed: int, shift: float = 0.0, columns: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2 * per_source, columns))
+    x[per_source:, 0] += shift
+    frame = pd.DataFrame(x, columns=[f"x{j + 1}" for j in range(columns)])
+    frame.insert(0, "source", ["a"] * per_source + ["b"] * per_source)
+    return frame
+
+
+def test_small_files_never_compare_a_fit_with_itself(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """30 + 30 rows, many seeds: the partial fit is labelled by the weights it chose per fold,
+    and no strategy is said to beat a strategy that is the same fit."""
+    for seed in range(12):
+        path = tmp_path / f"small_{seed}.csv"
+        _frame(30, seed, shift=0.3).to_csv(path, index=False)
+        assert main(["advise", str(path), "--json"]) == 0
+        payload = _json(capsys.readouterr().out)
+        rec = payload["recommendation"]
+        end = {"pooled": 1.0, "separate": 0.0}.get(rec)
+        weights = set(payload["fold_weights"])
+        # partial with the recommended end point in every fold is that fit: never compared
+        if end is not None and weights == {end}:
+            assert "partial" not in payload["comparisons"]
+        assert rec not in payload["comparisons"]
+        assert main(["advise", str(path)]) == 0
+        text = capsys.readouterr().out
+        for line in text.splitlines():
+            if line.strip().startswith("better than"):
+                assert not (rec == "pooled" and "w=1.00 in every fold" in line), text
+                assert not (rec == "separate" and "w=0.00 in every fold" in line), text
+
+
+def test_identical_fits_are_reported_as_equivalent(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "specific.csv"
+    _frame(40, 1, shift=1.0).to_csv(path, index=False)
+    assert main(["advise", str(path), "--specific", "x1", "x2"]) == 0
+    out = capsys.readouterr().out
+    assert "recommendation: either: the pooled and separate fits are the same model" in out
+    assert "better than" not in out and "confidence: not applicable" in out
+    assert main(["advise", str(path), "--specific", "x1", "x2", "--json"]) == 0
+    payload = _json(capsys.readouterr().out)
+    assert payload["recommendation"] == "equivalent" and payload["comparisons"] == {}
+    assert payload["clear"] is False
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e6, 1e300])
+def test_recommendation_does_not_depend_on_units(scale: float, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Scaling every feature (1e-12 once hit a variance floor; near 1e308 once gave NaN) leaves
+    the recommendation and the scores unchanged, and --json stays valid JSON."""
+    frame = _frame(80, 2, shift=0.5, columns=3)
+    base, scaled = tmp_path / "base.csv", tmp_path / "scaled.csv"
+    frame.to_csv(base, index=False)
+    frame.assign(**{c: frame[c] * scale for c in ("x1", "x2", "x3")}).to_csv(scaled, index=False)
+    for family in ("gaussian", "gaussian-unit"):
+        results = []
+        for path in (base, scaled):
+            assert main(["advise", str(path), "--family", family, "--json"]) == 0
+            results.append(_json(capsys.readouterr().out))
+        assert results[0]["recommendation"] == results[1]["recommendation"]
+        assert results[0]["pooled_or_separate"] == results[1]["pooled_or_separate"]
+        for name in ("pooled", "separate"):
+            assert results[1]["scores"][name]["mean"] == pytest.approx(
+                results[0]["scores"][name]["mean"], rel=1e-6)
+
+
+def test_non_finite_scores_are_one_line_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from multisource.pooling import families
+
+    path = tmp_path / "samples.csv"
+    _frame(40, 3).to_csv(path, index=False)
+    broken = families.GaussianUnit()
+    monkeypatch.setattr(type(broken), "log_density",
+                        lambda self, params, x, y: np.full(len(y), np.nan))
+    assert main(["advise", str(path), "--family", "gaussian-unit", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "held-out log-likelihoods are not finite" in captured.err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("source,x1\na,1.0,2.0\nb,2.0,3.0\n",
+     "line 2 has 3 fields, the header (line 1) has 2"),
+    ("source,x1,x2\na,1.0,2.0\nb,2.0\n", "line 3 has 2 fields, the header (line 1) has 3"),
+    ("source,x1,x1\na,1.0,2.0\nb,2.0,3.0\n",
+     "column name 'x1' appears more than once (columns 2 and 3)"),
+    ("source,,x2\na,1.0,2.0\nb,2.0,3.0\n", "column 2 of the header has no name"),
+])
+def test_ragged_and_duplicate_columns_are_errors(text: str, expected: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    assert main(["advise", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert expected in captured.err
+
+
+def test_blank_lines_and_line_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "blank.csv"
+    path.write_text("source,x1\n\na,1.0\n\nb,oops\n")
+    assert main(["advise", str(path)]) == 2
+    assert "column 'x1' is not numeric (line 5 holds 'oops')" in capsys.readouterr().err

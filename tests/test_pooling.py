@@ -52,11 +52,89 @@ def test_noncentral_form_matches_direct_integration(noncentrality: float) -> Non
 
 @pytest.mark.parametrize("n", [40, 700])
 def test_exact_sharing_reproduces_chapter_4(n: int) -> None:
-    setting = ms.MisspecifiedGaussian(K=5, d=10, d1=5, delta=0.0)
-    assert ms.expected_risk(setting, n, "separate") == pytest.approx(
-        exact_expected_risk(5, 10, 5, n, "single"), abs=1e-12)
-    assert ms.expected_risk(setting, n, "pooled") == pytest.approx(
-        exact_expected_risk(5, 10, 5, n, "multi"), abs=1e-12)
+    """With chapter 4's law of the counts (each source given its own n_k >= 1), delta = 0
+    gives chapter 4's exact risks; with every source non-empty (the default) the two differ by
+    less than P(some source empty)."""
+    each = ms.MisspecifiedGaussian(K=5, d=10, d1=5, delta=0.0, condition="each")
+    every = ms.MisspecifiedGaussian(K=5, d=10, d1=5, delta=0.0)
+    empty = 1 - ms.prob_all_nonempty(every.p, n)
+    for ours, theirs in (("separate", "single"), ("pooled", "multi")):
+        chapter_4 = exact_expected_risk(5, 10, 5, n, theirs)
+        assert ms.expected_risk(each, n, ours) == pytest.approx(chapter_4, abs=1e-12)
+        assert abs(ms.expected_risk(every, n, ours) - chapter_4) <= empty + 1e-12
+
+
+def test_inclusion_exclusion_by_brute_force() -> None:
+    """The all-non-empty law against a direct sum over every multinomial count vector."""
+    setting = ms.MisspecifiedGaussian(K=3, d=2, d1=1, delta=1.5, p_y=(0.55, 0.3, 0.15))
+    n = 9
+    each = ms.MisspecifiedGaussian(K=3, d=2, d1=1, delta=1.5, p_y=(0.55, 0.3, 0.15),
+                                   condition="each")
+    assert ms.prob_all_nonempty(setting.p, n) == pytest.approx(
+        sum(stats.multinomial.pmf(c, n, setting.p) for c in _count_vectors(n, 3)
+            if min(c) > 0), abs=1e-14)
+    for estimator in ms.ESTIMATORS:
+        # E[TV_k | all non-empty] = sum_c P(c) E[TV_k | c] / P(all), with E[TV_k | c] the "each"
+        # risk at a degenerate law: computed here from single-count settings via Imhof
+        direct = _brute_force_risk(setting, n, estimator)
+        np.testing.assert_allclose(ms.source_risks(setting, n, estimator), direct, atol=1e-10)
+        assert not np.allclose(ms.source_risks(each, n, estimator), direct, atol=1e-4)
+
+
+def _count_vectors(n: int, K: int):
+    if K == 1:
+        yield (n,)
+        return
+    for first in range(n + 1):
+        for rest in _count_vectors(n - first, K - 1):
+            yield (first, *rest)
+
+
+def _brute_force_risk(setting: ms.MisspecifiedGaussian, n: int, estimator: str) -> np.ndarray:
+    """sum over count vectors with every count >= 1 of P(c) * P(4 chi2_1 < |error_k|^2)."""
+    total, risks = 0.0, np.zeros(setting.K)
+    in_group = setting.in_group
+    for c in _count_vectors(n, setting.K):
+        if min(c) == 0:
+            continue
+        weight = stats.multinomial.pmf(c, n, setting.p)
+        total += weight
+        big_m = sum(c[j] for j in range(setting.K) if in_group[j])
+        for k in range(setting.K):
+            m = c[k]
+            if estimator == "separate":
+                value = quadratic_form_cdf_at_zero([np.array(4.0), np.array(-1.0 / m)],
+                                                   [1, setting.d])
+            else:
+                bias2 = setting.delta**2 * (big_m / n - float(in_group[k])) ** 2
+                value = quadratic_form_cdf_at_zero(
+                    [np.array(4.0), np.array(-1.0 / m), np.array(-1.0 / n)],
+                    [1, setting.d1, setting.d_shared],
+                    [np.array(0.0), np.array(0.0), np.array(n * bias2)])
+            risks[k] += weight * float(value)
+    return risks / total
+
+
+@pytest.mark.parametrize("K, n, p_y, delta", [
+    (5, 30, (0.4, 0.15, 0.15, 0.15, 0.15), 0.2),   # P(some source empty) = 0.027
+    (3, 20, (0.1, 0.6, 0.3), 1.0),                  # the odd source is rare: P(empty) = 0.12
+])
+def test_exact_risks_match_the_simulator_at_small_n(K: int, n: int, p_y: tuple[float, ...],
+                                                    delta: float) -> None:
+    """Exact against the package's own simulator (which redraws data sets with an empty
+    source), 300,000 data sets: within 4 standard errors. Chapter 4's law (each source given
+    only its own n_k >= 1) fails the same comparison."""
+    setting = ms.MisspecifiedGaussian(K=K, d=10, d1=5, delta=delta, p_y=p_y)
+    each = ms.MisspecifiedGaussian(K=K, d=10, d1=5, delta=delta, p_y=p_y, condition="each")
+    sims = ms.simulate_risks(setting, n, 300_000, seed=K)
+    worst_each = 0.0
+    for name in ms.ESTIMATORS:
+        values = sims[f"risk_{name}"].to_numpy()
+        se = values.std(ddof=1) / np.sqrt(values.size)
+        z = (values.mean() - ms.expected_risk(setting, n, name)) / se
+        assert abs(z) < 4, (name, z)
+        worst_each = max(worst_each, abs(values.mean() - ms.expected_risk(each, n, name)) / se)
+    assert worst_each > 6, worst_each
 
 
 def test_exact_source_risks_match_raw_samples_unbalanced() -> None:
@@ -254,3 +332,34 @@ def test_advise_rejects_bad_input() -> None:
         advise(x, np.r_[np.zeros(35, int), np.ones(5, int)])
     with pytest.raises(InputError, match="finite"):
         advise(np.full((40, 2), np.nan), np.repeat([0, 1], 20))
+
+
+# ---------------------------------------------------------------------------------------------
+# The large-n limit of n* / n*_MSE
+# ---------------------------------------------------------------------------------------------
+
+
+def test_mean_norm_of_a_chi_vector() -> None:
+    from scipy.special import gamma
+
+    from multisource.pooling.asymptotics import mean_norm
+
+    for h in (1, 3, 10):
+        assert mean_norm([(h, 1.0, 0.0)]) == pytest.approx(
+            np.sqrt(2) * gamma((h + 1) / 2) / gamma(h / 2), rel=1e-9)
+    # non-central: E|N(mu, 1)| = sqrt(2/pi) e^{-mu^2/2} + mu (1 - 2 Phi(-mu))
+    mu = 1.7
+    folded = np.sqrt(2 / np.pi) * np.exp(-mu**2 / 2) + mu * (1 - 2 * stats.norm.cdf(-mu))
+    assert mean_norm([(1, 1.0, mu**2)]) == pytest.approx(folded, rel=1e-9)
+
+
+@pytest.mark.parametrize("K", [2, 5, 10])
+def test_exact_crossover_ratio_tends_to_the_limit(K: int) -> None:
+    """At n = 10^4 the exact boundary's n / n*_MSE is within 1% of the n -> infinity limit."""
+    from multisource.experiments.pooling_phase import boundary_delta
+    from multisource.pooling.asymptotics import limit_ratio
+
+    n = 10_000
+    delta = boundary_delta(K, 10, 5, n, rtol=1e-6)
+    exact = n / ms.crossover_mse(ms.MisspecifiedGaussian(K, 10, 5, delta))
+    assert exact == pytest.approx(limit_ratio(ms.MisspecifiedGaussian(K, 10, 5, 1.0)), rel=0.01)

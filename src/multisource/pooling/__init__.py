@@ -3,12 +3,15 @@
 - `quadform`      P(Q < 0) for quadratic forms in Gaussians (central and non-central), averaged
                   over random sample counts, by the Gil-Pelaez / Imhof inversion on a log grid.
 - `misspecified`  exact risks of pooled and separate Gaussian MLEs when the "shared" part
-                  differs between sources (psi_k = psi + Delta_k), crossover sample size n*.
+                  differs between sources (psi_k = psi + Delta_k), under the simulators' law of
+                  the counts (every source non-empty), crossover sample size n*.
+- `asymptotics`   the large-n limit of n* / n*_MSE (the K-dependent factor of the rule).
 - `crossover`     where a simulated risk difference changes sign, with a bootstrap interval.
 - `tabular`       the same phenomenon for tabular autoregressive sources (exact TV by enumeration).
 - `families`      model families the decision rule can fit (pooled / separate / partially pooled).
 - `advise`        the cross-validated decision rule; `report` puts its findings in words.
-- `evaluate`      how often the rule picks the estimator with the lower exact risk.
+- `evaluate`      how often the rule picks the estimator with the lower true risk (exact, or
+                  Monte Carlo TV for other families and non-Gaussian noise).
 - `csvdata`       reading and checking a CSV of samples labelled by source.
 - `collapse`      recursive training on generated data (model collapse), pooled against separate.
 - `cli`           `multisource advise FILE.csv`.

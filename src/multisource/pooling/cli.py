@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     result = advise(data.x, data.y, family, specific=mask, folds=args.folds, seed=args.seed,
                     source_names=data.sources)
     if args.json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=1) + "\n")
+        # allow_nan=False: NaN and infinity are not JSON (advise refuses non-finite scores)
+        sys.stdout.write(json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
     else:
         sys.stdout.write(render(result) + "\n")
     return 0

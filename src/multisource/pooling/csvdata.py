@@ -1,7 +1,9 @@
 """Reading a CSV of samples labelled by source, with one-line errors naming the problem.
 
 The file has a header row, a column `source` (any non-empty label) and one or more numeric
-feature columns. Lines are numbered as in the file (the header is line 1).
+feature columns. Lines are numbered as in the file (the header is line 1); blank lines are
+skipped. Every row must have as many fields as the header, and column names must be unique
+(a reader that guessed an index column or renamed a duplicate would read the wrong column).
 """
 
 from __future__ import annotations
@@ -29,43 +31,66 @@ class LabelledSamples:
     columns: tuple[str, ...]
 
 
-def read_labelled_csv(path: str | Path) -> LabelledSamples:
-    """Read and check `path`; every problem is an InputError of one line."""
-    path = Path(path)
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line number, fields) of every non-blank row; ragged rows are errors."""
     name = path.name
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                            skipinitialspace=True)
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, skipinitialspace=True)
+            header: list[str] | None = None
+            rows: list[tuple[int, list[str]]] = []
+            for fields in reader:
+                if len(fields) <= 1 and not "".join(fields).strip():
+                    continue   # a blank line
+                if header is None:
+                    header = [f.strip() for f in fields]
+                    continue
+                if len(fields) != len(header):
+                    raise InputError(f"{name}: line {reader.line_num} has {len(fields)} "
+                                     f"fields, the header (line 1) has {len(header)}")
+                rows.append((reader.line_num, fields))
     except FileNotFoundError:
         raise InputError(f"cannot read {name}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"cannot read {name}: it is a directory") from None
     except PermissionError:
         raise InputError(f"cannot read {name}: permission denied") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"cannot read {name}: the file is empty") from None
     except UnicodeDecodeError:
         raise InputError(f"cannot read {name}: not a UTF-8 text file") from None
-    except (pd.errors.ParserError, csv.Error, OSError, ValueError) as error:
+    except (csv.Error, OSError) as error:
         reason = " ".join(str(error).split())
         raise InputError(f"cannot read {name} as CSV: {reason}") from None
+    if header is None:
+        raise InputError(f"cannot read {name}: the file is empty")
+    return header, rows
 
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if SOURCE_COLUMN not in frame.columns:
-        shown = ", ".join(frame.columns[:8]) + (", ..." if len(frame.columns) > 8 else "")
+
+def read_labelled_csv(path: str | Path) -> LabelledSamples:
+    """Read and check `path`; every problem is an InputError of one line."""
+    path = Path(path)
+    name = path.name
+    header, rows = _read_rows(path)
+    for j, column in enumerate(header):
+        if not column:
+            raise InputError(f"{name}: column {j + 1} of the header has no name")
+        if column in header[:j]:
+            raise InputError(f"{name}: column name {column!r} appears more than once "
+                             f"(columns {header.index(column) + 1} and {j + 1})")
+    if SOURCE_COLUMN not in header:
+        shown = ", ".join(header[:8]) + (", ..." if len(header) > 8 else "")
         raise InputError(f"{name} has no '{SOURCE_COLUMN}' column (columns: {shown})")
-    if list(frame.columns).count(SOURCE_COLUMN) > 1:
-        raise InputError(f"{name} has more than one '{SOURCE_COLUMN}' column")
-    features = [c for c in frame.columns if c != SOURCE_COLUMN]
+    features = [c for c in header if c != SOURCE_COLUMN]
     if not features:
         raise InputError(f"{name} has no feature columns besides '{SOURCE_COLUMN}'")
-    if len(frame) == 0:
+    if not rows:
         raise InputError(f"{name} has a header but no samples")
 
+    lines = np.array([line for line, _ in rows])
+    frame = pd.DataFrame([fields for _, fields in rows], columns=header, dtype=str)
     labels = frame[SOURCE_COLUMN].str.strip()
     empty = np.flatnonzero(labels.str.lower().isin(MISSING).to_numpy())
     if empty.size:
-        raise InputError(f"{name}: line {int(empty[0]) + 2} has an empty source label")
+        raise InputError(f"{name}: line {int(lines[empty[0]])} has an empty source label")
     sources = tuple(sorted(labels.unique()))
     if len(sources) < 2:
         raise InputError(f"{name} holds a single source ({sources[0]!r}); pooling against "
@@ -77,16 +102,16 @@ def read_labelled_csv(path: str | Path) -> LabelledSamples:
         values = pd.to_numeric(text, errors="coerce").to_numpy(float)
         missing = text.str.lower().isin(MISSING).to_numpy()
         if missing.any():
-            line = int(np.flatnonzero(missing)[0]) + 2
+            line = int(lines[np.flatnonzero(missing)[0]])
             raise InputError(f"{name}: column {column!r} has a missing value (NaN) on line {line}")
         bad = np.flatnonzero(np.isnan(values))
         if bad.size:
             raise InputError(f"{name}: column {column!r} is not numeric "
-                             f"(line {int(bad[0]) + 2} holds {text.iloc[bad[0]]!r})")
+                             f"(line {int(lines[bad[0]])} holds {text.iloc[bad[0]]!r})")
         infinite = np.flatnonzero(~np.isfinite(values))
         if infinite.size:
             raise InputError(f"{name}: column {column!r} has a non-finite value on line "
-                             f"{int(infinite[0]) + 2}")
+                             f"{int(lines[infinite[0]])}")
         x[:, j] = values
     index = {s: i for i, s in enumerate(sources)}
     y = labels.map(index).to_numpy(np.int64)

@@ -11,7 +11,8 @@ Families (all ours, chosen because their fits are closed-form):
   variance of every non-specific column. Variances have a floor of 1e-6 times the column's
   overall variance so a constant column does not give an infinite density.
 - `gaussian-unit`: N(mu_k, I), the book's family (chapters 1-4); pooled shares the means of the
-  non-specific columns. Use it on data whose within-source noise is standardised.
+  non-specific columns. `advise` standardises the columns of both Gaussian families (pooled
+  within-source standard deviation 1) before fitting, which is what this family assumes.
 - `tabular-ar`: integer tokens 0..V-1, one sequence per row (columns in order), an order-1
   autoregressive model with a table per transition (chapter 5); pooled shares the tables that
   lead into non-specific columns. Counts get 1/2 pseudo-count per cell (both fits alike) so a
@@ -67,6 +68,7 @@ class GaussianDiagonal:
     """Independent Gaussian coordinates; pooled shares mean and variance of shared columns."""
 
     name: str = "gaussian"
+    continuous: bool = True
 
     def configure(self, x: np.ndarray) -> Family:
         """Any finite numbers will do."""
@@ -95,6 +97,7 @@ class GaussianUnit:
     """N(mu_k, I): the book's Gaussian family; pooled shares the means of shared columns."""
 
     name: str = "gaussian-unit"
+    continuous: bool = True
 
     def configure(self, x: np.ndarray) -> Family:
         """Any finite numbers will do."""

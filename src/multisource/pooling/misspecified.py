@@ -12,12 +12,27 @@ Under the pooled (multi-source) MLE it is N(0, I/n_k) on the specific block and
 N(b_k, I/n) on the shared one, with b_k = sum_j (n_j/n) Delta_j - Delta_k = delta v (M/n -
 1[k in group]) and M the number of samples from the group. With TV = P(4 chi2_1 < |e|^2)
 (chapter 4), E[TV_k | n_k = m, M] = P(4 chi2_1 - chi2_{d1}/m - chi2_{d_s}(n |b_k|^2)/n < 0),
-a non-central quadratic form; `quadform` averages it over the exact law of (n_k, M) (n_k
-binomial given n_k >= 1, M given n_k binomial on the remaining samples).
+a non-central quadratic form; `quadform` averages it over the exact law of (n_k, M).
+
+The law of the counts. The simulators (`draw_counts`; the raw-sample checks in the tests do
+the same) redraw a data set that leaves any source empty, so the counts are multinomial
+given the event A = {n_j >= 1 for every j}. The exact risks condition on the same event
+(`condition="all"`, the default) by inclusion-exclusion over the set S of sources that are
+empty: with 1_A = 1[n_k >= 1] * sum_{S not containing k} (-1)^|S| 1[n_j = 0 for j in S],
+
+    E[TV_k 1_A] = sum_S (-1)^|S| (1 - p_S)^n P'(n_k >= 1) E'[TV_k | n_k >= 1],
+
+where P', E' are the multinomial law of the other sources' counts given n_S = 0
+(probabilities p_j / (1 - p_S)), under which (n_k, M) is again binomial then binomial; and
+P(A) = sum_{S} (-1)^|S| (1 - p_S)^n over all subsets. This is exact (terms whose weight
+(1 - p_S)^n is below 1e-18 are dropped). `condition="each"` is chapter 4's convention: each
+source's risk conditions only on its own n_k >= 1 (binomial given n_k >= 1); the two differ
+by at most of the order of P(some source empty).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +45,8 @@ from multisource.pooling.quadform import chi2_factor, log_grid
 from multisource.validation import InputError, check_choice, check_float, check_int
 
 ESTIMATORS = ("pooled", "separate")
+CONDITIONS = ("all", "each")
+SUBSET_TAIL = 1e-18  # inclusion-exclusion terms with (1 - p_S)^n below this are dropped
 COUNT_TAIL = 1e-15  # binomial mass dropped in each tail of a count's law
 
 
@@ -38,7 +55,9 @@ class MisspecifiedGaussian:
     """K Gaussian sources N(mu_k, I_d) whose declared-shared block differs by group.
 
     `group`: indices of the sources shifted by `delta` on the shared block; `p_y`: source
-    probabilities (uniform when omitted).
+    probabilities (uniform when omitted); `condition`: the law of the counts the exact risks
+    use, "all" (every source non-empty, as the simulators draw them) or "each" (each source's
+    risk given its own count >= 1, chapter 4's convention).
     """
 
     K: int
@@ -47,6 +66,7 @@ class MisspecifiedGaussian:
     delta: float
     group: tuple[int, ...] = (0,)
     p_y: tuple[float, ...] | None = None
+    condition: str = "all"
     p: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +74,7 @@ class MisspecifiedGaussian:
         check_int("d", self.d, minimum=1)
         check_int("d1", self.d1, minimum=0, maximum=self.d - 1)
         check_float("delta", self.delta, minimum=0.0)
+        check_choice("condition", self.condition, CONDITIONS)
         group = tuple(sorted({check_int("group index", g, minimum=0, maximum=self.K - 1)
                               for g in self.group}))
         if not 0 < len(group) < self.K:
@@ -120,28 +141,24 @@ def _count_window(n: int, p: float, minimum: int = 0) -> tuple[np.ndarray, np.nd
     return values, law.pmf(values) / law.sf(minimum - 1)
 
 
-def source_risk(setting: MisspecifiedGaussian, n: int, k: int, estimator: str) -> float:
-    """E[TV(p_hat(.|k), p*(.|k)) | n_k >= 1] exactly, for one source k."""
-    check_choice("estimator", estimator, ESTIMATORS)
-    n = check_int("n", n, minimum=1)
-    k = check_int("k", k, minimum=0, maximum=setting.K - 1)
+def _risk_given_own_count(setting: MisspecifiedGaussian, n: int, p_k: float, p_g: float,
+                          in_group: bool, estimator: str) -> float:
+    """E[TV_k | n_k >= 1] when the counts are multinomial with P(source k) = p_k and P(group)
+    = p_g (the group includes k when `in_group`)."""
     d, d1, ds = setting.d, setting.d1, setting.d_shared
-    p_k = float(setting.p[k])
-    m, p_m = _count_window(n, p_k, minimum=1)
+    m, p_m = _count_window(n, min(p_k, 1.0), minimum=1)
     if estimator == "separate":
         grid = log_grid([np.array([4.0]), -1.0 / m], [1, d])
         phi = chi2_factor(grid.u, 4.0, 1) * (p_m[:, None] * chi2_factor(grid.u, -1.0 / m[:, None],
                                                                         d)).sum(axis=0)
         return float(grid.integrate_cdf(phi))
 
-    in_group = bool(setting.in_group[k])
-    p_g = setting.p_group
-    big_m, _ = _count_window(n, p_g)
-    if in_group:   # M = m + Binomial(n - m, q): the other group members' samples
-        q = (p_g - p_k) / (1.0 - p_k)
-        p_big = stats.binom.pmf(big_m[None, :] - m[:, None], (n - m)[:, None], q)
-    else:          # M ~ Binomial(n - m, p_g / (1 - p_k))
-        p_big = stats.binom.pmf(big_m[None, :], (n - m)[:, None], p_g / (1.0 - p_k))
+    rest = 1.0 - p_k   # M = [m if in group] + Binomial(n - m, q): the group's other samples
+    q = 0.0 if rest <= 1e-15 else float(np.clip(((p_g - p_k) if in_group else p_g) / rest,
+                                               0.0, 1.0))
+    big_m, _ = _count_window(n, min(p_g, 1.0))
+    offset = m[:, None] if in_group else 0
+    p_big = stats.binom.pmf(big_m[None, :] - offset, (n - m)[:, None], q)
     bias2 = setting.delta**2 * (big_m / n - float(in_group)) ** 2
     noncentrality = n * bias2
     grid = log_grid([np.array([4.0]), -1.0 / m, np.array([-1.0 / n])], [1, d1, ds],
@@ -151,6 +168,57 @@ def source_risk(setting: MisspecifiedGaussian, n: int, k: int, estimator: str) -
     inner = p_big @ shared                                                   # (R_m, T)
     phi = chi2_factor(grid.u, 4.0, 1) * (p_m[:, None] * specific * inner).sum(axis=0)
     return float(grid.integrate_cdf(phi))
+
+
+def _empty_subsets(p: np.ndarray, n: int, exclude: int | None = None
+                   ) -> list[tuple[tuple[int, ...], float]]:
+    """(S, (-1)^|S| (1 - p_S)^n) for the subsets S of sources (not containing `exclude`)
+    whose weight is not negligible; the empty set first."""
+    others = [j for j in range(len(p)) if j != exclude]
+    out: list[tuple[tuple[int, ...], float]] = []
+    for size in range(len(others) + 1):
+        kept = 0
+        for subset in itertools.combinations(others, size):
+            left = 1.0 - float(p[list(subset)].sum())
+            weight = left**n if left > 0 else 0.0
+            if weight > SUBSET_TAIL:
+                out.append((subset, (-1.0) ** size * weight))
+                kept += 1
+        if size and not kept:   # a superset of a negligible subset is negligible too
+            break
+    return out
+
+
+def prob_all_nonempty(p: np.ndarray, n: int) -> float:
+    """P(every source gets at least one of the n samples), by inclusion-exclusion."""
+    return float(sum(w for _, w in _empty_subsets(np.asarray(p, float), n)))
+
+
+def source_risk(setting: MisspecifiedGaussian, n: int, k: int, estimator: str) -> float:
+    """E[TV(p_hat(.|k), p*(.|k))] exactly for one source k, given every source non-empty
+    (`setting.condition == "all"`) or given n_k >= 1 (`"each"`)."""
+    check_choice("estimator", estimator, ESTIMATORS)
+    n = check_int("n", n, minimum=1)
+    k = check_int("k", k, minimum=0, maximum=setting.K - 1)
+    p, in_group = setting.p, bool(setting.in_group[k])
+    if setting.condition == "each":
+        return _risk_given_own_count(setting, n, float(p[k]), setting.p_group, in_group,
+                                     estimator)
+    if n < setting.K:
+        raise InputError(f"n={n} samples cannot leave all K={setting.K} sources non-empty")
+    cache: dict[tuple[float, float], float] = {}
+    total = 0.0
+    for subset, weight in _empty_subsets(p, n, exclude=k):
+        left = 1.0 - float(p[list(subset)].sum())
+        p_k = float(p[k]) / left
+        p_g = float(p[setting.in_group].sum() - p[[j for j in subset
+                                                    if setting.in_group[j]]].sum()) / left
+        key = (round(p_k, 14), round(p_g, 14))
+        if key not in cache:
+            cache[key] = _risk_given_own_count(setting, n, p_k, p_g, in_group, estimator)
+        own_nonempty = 1.0 - (1.0 - p_k) ** n if p_k < 1.0 else 1.0
+        total += weight * own_nonempty * cache[key]
+    return total / prob_all_nonempty(p, n)
 
 
 def source_risks(setting: MisspecifiedGaussian, n: int, estimator: str) -> np.ndarray:

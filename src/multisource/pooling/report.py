@@ -5,9 +5,23 @@ from __future__ import annotations
 from multisource.pooling.advise import STRATEGIES, Advice
 
 
+def partial_label(advice: Advice) -> str:
+    """Partial pooling as scored: the weight it chose inside each outer training fold."""
+    low, high = min(advice.fold_weights), max(advice.fold_weights)
+    chosen = f"w={low:.2f} in every fold" if low == high else f"w={low:.2f}-{high:.2f} by fold"
+    return f"partial ({chosen})"
+
+
 def describe(advice: Advice) -> str:
     """The recommendation in words."""
+    if advice.equivalent:
+        return ("either: the pooled and separate fits are the same model here (every "
+                "parameter is source-specific), so there is nothing to choose")
     if advice.recommendation == "partial":
+        if advice.weight in (0.0, 1.0):
+            plain = "one pooled model" if advice.weight == 1.0 else "separate models"
+            return (f"partial pooling with its weight chosen by cross-validation; on all the "
+                    f"data that choice is w = {advice.weight:.2f}, i.e. {plain}")
         return (f"partial pooling with weight {advice.weight:.2f} "
                 "(0 = separate models, 1 = one pooled model)")
     return {"pooled": "one pooled (multi-source) model",
@@ -18,23 +32,32 @@ def render(advice: Advice) -> str:
     """A short human-readable report: scores, recommendation, its uncertainty."""
     percent = f"{100 * advice.level:.0f}%"
     sizes = ", ".join(f"{s}: {c}" for s, c in zip(advice.sources, advice.counts, strict=True))
+    scaled = "; features standardised" if advice.standardised else ""
     lines = [f"{len(advice.sources)} sources ({sizes}); family {advice.family}; "
-             f"{advice.folds}-fold cross-validation",
+             f"{advice.folds}-fold cross-validation{scaled}",
              f"held-out log-likelihood per sample (mean, {percent} t interval):"]
+    labels = {"pooled": "pooled", "separate": "separate",
+              "partial": "partial (any w: the same model)" if advice.equivalent
+              else partial_label(advice)}
+    width = max(len(v) for v in labels.values())
     for name in STRATEGIES:
         score = advice.scores[name]
-        label = f"partial (w={advice.weight:.2f})" if name == "partial" else name
-        lines.append(f"  {label:<18} {score.mean:10.4f}  [{score.low:.4f}, {score.high:.4f}]")
-    if len(advice.comparisons) < len(STRATEGIES) - 1:
+        lines.append(f"  {labels[name]:<{width}} {score.mean:10.4f}  "
+                     f"[{score.low:.4f}, {score.high:.4f}]")
+    if advice.equivalent:
+        lines.append(f"recommendation: {describe(advice)}")
+        lines.append("confidence: not applicable (identical fits)")
+        return "\n".join(lines)
+    if not advice.partial_distinct:
         lines.append("  (partial pooling chose w = 0 or w = 1 in every fold: it is one of the "
                      "plain fits)")
     lines.append(f"recommendation: {describe(advice)}")
     for comparison in advice.comparisons:
         d = comparison.difference
         verdict = "clear" if d.low > 0 else "within noise"
-        lines.append(f"  better than {comparison.other} by {d.mean:.4f} nats/sample "
+        lines.append(f"  better than {labels[comparison.other]} by {d.mean:.4f} nats/sample "
                      f"[{d.low:.4f}, {d.high:.4f}] ({verdict})")
-    close = [c.other for c in advice.comparisons if c.difference.low <= 0]
+    close = [labels[c.other] for c in advice.comparisons if c.difference.low <= 0]
     lines.append("confidence: " + ("clear (every interval excludes 0)" if not close else
                                    f"not distinguishable from {' or '.join(close)} (interval "
                                    "includes 0): they fit about equally well here"))
