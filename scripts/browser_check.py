@@ -74,7 +74,9 @@ INSPECT_PAGE = """
                         .map(img => img.getAttribute("src")),
     text: (() => {
       const parts = [];
-      const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+      const root = document.body || document.documentElement;   // a redirect page: no body
+      if (!root) { return ""; }
+      const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
         acceptNode: node => ["SCRIPT", "STYLE", "NOSCRIPT"].includes(node.parentNode.nodeName)
                             ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
       while (walker.nextNode()) { parts.push(walker.currentNode.nodeValue); }
