@@ -268,8 +268,12 @@ def test_out_never_writes_into_the_repository_outside_build(where, message) -> N
                           output=REPO_ROOT / "_build" / "mine.ipynb").output.name == "mine.ipynb"
 
 
-def test_out_refuses_a_file_tracked_by_git(scratch_repo, tmp_path) -> None:
-    repo, chapter = scratch_repo
+def test_out_refuses_a_file_tracked_by_git(tmp_path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=repo / "notebooks")
+    chapter.source.write_text(SOURCE)
+    git(repo, "init", "-q")
     tracked = repo / "kept.ipynb"
     tracked.write_text("{}")
     git(repo, "add", "kept.ipynb")
@@ -308,10 +312,12 @@ def stale_experiment(tmp_path, monkeypatch):
     return "toy_stale"
 
 
-def test_stale_stored_results_stop_the_book_profile_with_one_line(scratch_repo,
+def test_stale_stored_results_stop_the_book_profile_with_one_line(tmp_path, monkeypatch,
                                                                   stale_experiment) -> None:
-    repo, chapter = scratch_repo
-    committed = chapter.notebook.read_bytes()
+    monkeypatch.setattr(chapters, "EXECUTED_DIR", tmp_path / "_build" / "executed")
+    chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=tmp_path / "notebooks")
+    chapter.directory.mkdir()
+    chapter.source.write_text(SOURCE)
     with pytest.raises(InputError) as refused:
         plan_execution(chapter)
     message = str(refused.value)
@@ -323,9 +329,9 @@ def test_stale_stored_results_stop_the_book_profile_with_one_line(scratch_repo,
 
     done = execute_chapter(plan_execution(chapter, recompute_stale=True))
     assert done.plan.recomputed == ("toy_stale",) and not done.plan.committed
-    assert done.plan.output.name == "99_synthetic-recomputed.ipynb"
-    assert chapter.notebook.read_bytes() == committed
-    assert git(repo, "status", "--porcelain") == ""
+    assert done.plan.output == tmp_path / "_build" / "executed" / "book" / \
+        "99_synthetic-recomputed.ipynb"
+    assert not chapter.notebook.exists()   # the committed place is never written
     notebook = json.loads(done.plan.output.read_text())
     assert notebook["metadata"]["multisource"]["recomputed"] == ["toy_stale"]
     notice = "".join(notebook["cells"][1]["source"])
