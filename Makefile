@@ -74,8 +74,10 @@ status: venv
 	  && mv $(STATUS_TABLE).tmp $(STATUS_TABLE) \
 	  || { rm -f $(STATUS_TABLE).tmp; echo "make status: $(STATUS_TABLE) left as it was"; exit 1; }
 
+# `multisource book` runs jupyter-book after checking that every committed notebook can be read
+# (a damaged one is named in one line instead of a Sphinx traceback).
 book: venv mathjax
-	$(BIN)/jupyter-book build .
+	$(BIN)/multisource book
 
 # One BLAS/OpenMP thread per process: the tests' matrices are small, and OpenBLAS threads that
 # spin on a busy 2-core machine made one test 17x slower (230 s against 13 s).
@@ -88,7 +90,7 @@ notebooks: venv
 	$(ONE_THREAD) MULTISOURCE_REQUIRE_STORED=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
 
 book-check: venv mathjax
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/multisource book --strict
 
 # Every page of _build/html in headless Chromium, network off (run after book-check).
 # BROWSER=/path/to/chrome uses another Chromium-based browser.
