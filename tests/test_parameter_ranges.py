@@ -29,7 +29,6 @@ def test_every_parameter_has_a_declared_range_and_its_default_is_in_it(chapter) 
     assert parameters - declared == set(), (
         f"declare a range for each new parameter of {chapter.stem} in "
         f"multisource.chapters.PARAMETER_RANGES")
-    assert declared - parameters == set(), f"ranges for parameters {chapter.stem} lacks"
     for profile in ("smoke", "book", "paper"):
         assert check_parameters(chapter, {}, profile=profile) == {}
 

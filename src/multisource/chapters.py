@@ -448,6 +448,9 @@ PARAMETER_RANGES: dict[str, dict[str, Any]] = {
         "ar_seeds": Int(10, 100_000),
         "collapse_seeds": Int(10, 100_000),
         "collapse_generations": Int(1, 200),
+        # parameters the issue-19 branch adds to chapter 8 (declared ahead of its merge)
+        "small_n_seeds": Int(1000, 10_000_000),
+        "boundary_seeds": Int(100, 1_000_000),
     },
 }
 
