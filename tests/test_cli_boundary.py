@@ -98,9 +98,20 @@ CASES = [
      "build-unwritable"),
     (["execute", "01"], "unreadable", "source-binary"),
     (["execute", "01"], "exactly one code cell tagged", "source-no-parameters"),
-    (["status"], "unreadable", "notebook-binary"),
     (["book"], "MathJax", "no-mathjax"),
     (["book"], "build folder", "build-dir-unwritable"),
+    (["book"], "notebooks/01_formulation.ipynb is damaged", "notebook-truncated"),
+    # the cases of issue 16
+    (["gaussian", "replicate", "--seeds", "1", "1"], "seeds must be distinct", None),
+    (["gaussian", "exact", "--D", "1000000000"], "D must be an integer in [1, 100000]", None),
+    (["show", "gaussian", "--profile", "nosuch"], "profile must be one of", None),
+    (["execute", "01", "--profile", "smoke", "--out", "notebooks/05_autoregressive.ipynb"],
+     "must not be inside", None),
+    (["execute", "01", "--out", str(REPO / "data" / "results" / "gaussian" / "book.ipynb")],
+     "must not be inside data/", None),
+    (["execute", "01", "--out", str(REPO / "my_run.ipynb")], "must be under _build/", None),
+    (["execute", "01", "-p", "seed", "-1"], "seed of 01_formulation must be an integer in [0,",
+     None),
 ]
 
 
@@ -125,8 +136,8 @@ def plant(kind: str | None, scratch: Path, monkeypatch) -> None:
         chapter.source.write_bytes(b"\xff\xfe\x00\x01 not markdown")
     elif kind == "source-no-parameters":
         chapter.source.write_text(CHAPTER_SOURCE.replace(":tags: [parameters]", ""))
-    elif kind == "notebook-binary":
-        chapter.notebook.write_bytes(b"\x00\x01binary")
+    elif kind == "notebook-truncated":
+        chapter.notebook.write_text('{"cells": [{"cell_type": "mark')
     elif kind == "no-mathjax":
         monkeypatch.setattr(paths, "BOOK_DIR", scratch / "no-book")
     elif kind == "build-dir-unwritable":
@@ -179,3 +190,65 @@ def test_help_helps(argv, expected, capsys) -> None:
         cli.main(argv)
     assert done.value.code == 0
     assert expected in capsys.readouterr().out
+
+
+def test_status_reports_every_chapter_and_marks_a_damaged_one(scratch, monkeypatch, capsys
+                                                              ) -> None:
+    damaged = chapters.CHAPTERS[0]
+    fine = Chapter("02_theorem_3_2", "Fine", "a test", directory=damaged.directory)
+    fine.source.write_text(CHAPTER_SOURCE)
+    monkeypatch.setattr(status, "CHAPTERS", (damaged, fine))
+    damaged.notebook.write_text('{"cells": [')   # cut off
+    code = cli.main(["status"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "01_formulation: Synthetic" in out and "02_theorem_3_2: Fine" in out
+    assert "DAMAGED: notebook 01_formulation.ipynb is unreadable" in out
+    assert "not executed" in out   # the other chapter is still reported
+    assert err.count("\n") == 1 and "damaged chapter notebook: 01_formulation" in err
+    assert "Traceback" not in out + err
+
+
+def test_execute_runs_a_chapter_named_several_ways_once(scratch, monkeypatch, capsys) -> None:
+    ran = []
+
+    def fake(plan, **kwargs):
+        ran.append(plan.chapter.stem)
+        return chapters.Execution(plan, 0.0, False)
+
+    monkeypatch.setattr(chapters, "execute_chapter", fake)
+    assert cli.main(["execute", "1", "01", "01_formulation", "--profile", "smoke"]) == 0
+    assert ran == ["01_formulation"]
+    assert "[1/1]" in capsys.readouterr().out
+
+
+def test_gaussian_exact_at_its_largest_sizes_is_accurate_and_quiet(capsys) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cli.main(["gaussian", "exact", "--K", "5", "--D", "100000", "--n", "1",
+                         "--json"]) == 0
+    import json
+
+    record = json.loads(capsys.readouterr().out)
+    assert record["exact_single"] == pytest.approx(1.0, abs=1e-9)
+    assert record["exact_multi"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_gaussian_exact_never_prints_a_number_of_unknown_accuracy(monkeypatch, capsys) -> None:
+    import warnings
+
+    from scipy.integrate import IntegrationWarning
+
+    from multisource.experiments import gaussian
+
+    def not_converged(*args, **kwargs):
+        warnings.warn("The integral is probably divergent", IntegrationWarning, stacklevel=1)
+        return 0.3
+
+    monkeypatch.setattr(gaussian, "exact_expected_risk", not_converged)
+    assert cli.main(["gaussian", "exact", "--D", "50000", "--n", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "did not converge at K=5, D=50000" in err and "IntegrationWarning" not in err

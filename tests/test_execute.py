@@ -8,6 +8,7 @@ changed parameters leaves the committed notebook untouched.
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import textwrap
@@ -107,7 +108,9 @@ def test_executing_twice_leaves_git_status_clean_and_other_runs_go_elsewhere(
     assert chapter.notebook.stat().st_mtime_ns == stamp
 
     smoke = execute_chapter(chapter, profile="smoke", parameters={"seed": 5})
-    assert smoke.plan.output == repo / "_build" / "executed" / "smoke" / "99_synthetic.ipynb"
+    key = chapters.parameters_key({"seed": 5})
+    assert smoke.plan.output == repo / "_build" / "executed" / "smoke" / \
+        f"99_synthetic-p{key}.ipynb"
     assert git(repo, "status", "--porcelain") == ""
     assert chapter.notebook.read_bytes() == committed
     elsewhere = json.loads(smoke.plan.output.read_text())
@@ -195,3 +198,142 @@ def test_a_dirty_commit_record_is_replaced_once_by_a_clean_one() -> None:
     assert not chapters._cleans_commit(notebook("abc"), {"source_commit": "def"})  # no churn
     assert not chapters._cleans_commit(notebook("abc-dirty"), {"source_commit": "def-dirty"})
     assert not chapters._cleans_commit({"metadata": {}}, {"source_commit": "def"})
+
+
+def test_cells_that_only_check_are_hidden_by_rule() -> None:
+    def code(text: str, outputs=(), tags=()) -> dict:
+        return {"cell_type": "code", "source": text, "metadata": {"tags": list(tags)},
+                "outputs": list(outputs), "execution_count": 1}
+
+    printed = {"output_type": "stream", "name": "stdout", "text": "0.123\n"}
+    warning = {"output_type": "stream", "name": "stderr", "text": "UserWarning\n"}
+    shown = {"output_type": "display_data", "data": {"text/plain": "0.5"}}
+    cells = [
+        code("# NBVAL_CHECK_OUTPUT\nprint(f'{x:.3f}')", [printed]),        # 0 remove-cell
+        code("# claims\nassert x > 0\nif check_claims:\n    assert y < 1"),  # 1 remove-cell
+        code("glue('x', x, display=False)\nglue('y', y, display=False)", [warning]),  # 2
+        code("from myst_nb import glue\nglue('x', x)", [shown]),           # 3 remove-input
+        code("z = x + 1\nglue('z', z, display=False)\nassert z > 1"),       # 4 hide-input
+        code("z = x + 1\nprint(z)", [printed]),                              # 5 shown
+        code("plot()\nplt.show()", tags=["hide-input"]),                     # 6 unchanged
+        code("assert x", tags=["hide-input"]),                               # 7 + remove-cell
+        code("glue('x', x)", [shown], tags=["remove-cell"]),                 # 8 unchanged
+        {"cell_type": "markdown", "source": "assert x", "metadata": {}},    # 9 prose
+        code("%matplotlib inline\nassert x"),                                # 10 remove-cell
+    ]
+    normalised = normalise_executed({"metadata": {}, "cells": cells}, "07_x")
+    tags = [c["metadata"].get("tags", []) for c in normalised["cells"]]
+    assert tags == [["remove-cell"], ["remove-cell"], ["remove-cell"], ["remove-input"],
+                    ["hide-input"], [], ["hide-input"], ["hide-input", "remove-cell"],
+                    ["remove-cell"], [], ["remove-cell"]]
+
+
+def test_a_tag_change_alone_rewrites_the_committed_notebook(scratch_repo) -> None:
+    _, chapter = scratch_repo
+    committed = json.loads(chapter.notebook.read_text())
+    notebook = copy.deepcopy(committed)
+    notebook["cells"][1]["metadata"]["tags"] = ["hide-input"]   # as if tagged by an older rule
+    chapter.notebook.write_text(chapters.notebook_text(notebook))
+    again = execute_chapter(chapter)
+    assert again.written   # the same outputs, other tags: a change worth writing
+    assert json.loads(chapter.notebook.read_text())["cells"] == committed["cells"]
+
+
+def test_other_parameters_go_to_other_files(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(chapters, "EXECUTED_DIR", tmp_path / "executed")
+    chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=tmp_path)
+    chapter.source.write_text(SOURCE)
+    outputs = {plan_execution(chapter, profile="smoke", parameters=p).output
+               for p in ({}, {"seed": 4}, {"seed": 5}, {"seed": 4, "scale": 1.0})}
+    assert len(outputs) == 4
+    assert plan_execution(chapter, parameters={"seed": 4}).output == \
+        plan_execution(chapter, parameters={"seed": 4}).output   # stable names
+    assert all(o.parent == tmp_path / "executed" / "smoke" for o in outputs)
+
+
+@pytest.mark.parametrize("where, message", [
+    ("notebooks/05_autoregressive.ipynb", "must not be inside notebooks/"),
+    ("data/results/gaussian/book.ipynb", "must not be inside data/"),
+    ("book/page.ipynb", "must not be inside book/"),
+    ("my_run.ipynb", "must be under _build/"),
+    ("src/x.ipynb", "must be under _build/"),
+])
+def test_out_never_writes_into_the_repository_outside_build(where, message) -> None:
+    from multisource.paths import REPO_ROOT
+
+    chapter = chapters.find_chapter("04")
+    with pytest.raises(InputError, match=message):
+        plan_execution(chapter, profile="smoke", output=REPO_ROOT / where)
+    assert plan_execution(chapter, profile="smoke",
+                          output=REPO_ROOT / "_build" / "mine.ipynb").output.name == "mine.ipynb"
+
+
+def test_out_refuses_a_file_tracked_by_git(tmp_path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=repo / "notebooks")
+    chapter.source.write_text(SOURCE)
+    git(repo, "init", "-q")
+    tracked = repo / "kept.ipynb"
+    tracked.write_text("{}")
+    git(repo, "add", "kept.ipynb")
+    with pytest.raises(InputError, match="tracked by git"):
+        plan_execution(chapter, profile="smoke", output=tracked)
+    assert plan_execution(chapter, profile="smoke", output=repo / "other.ipynb").output == \
+        repo / "other.ipynb"
+
+
+@pytest.fixture
+def stale_experiment(tmp_path, monkeypatch):
+    """A toy experiment shown by the synthetic chapter, with stored results whose code hash
+    no longer matches the code."""
+    from dataclasses import dataclass
+
+    import multisource.experiments as experiments
+    from multisource.experiments import Experiment, runner
+
+    @dataclass(frozen=True)
+    class Config:
+        size: int = 2
+
+    monkeypatch.setitem(experiments._REGISTRY, "toy_stale", Experiment(
+        name="toy_stale", description="toy", chapter="99_synthetic",
+        profiles={p: Config() for p in ("smoke", "book", "paper")},
+        tasks=lambda c: [{"i": i} for i in range(c.size)],
+        run_task=lambda c, t, d: [{"i": t["i"]}]))
+    results = tmp_path / "results"
+    monkeypatch.setattr(runner, "results_path",
+                        lambda e, p, suffix=".csv": results / e / f"{p}{suffix}")
+    runner.run_experiment("toy_stale", "book", "cpu", progress=False, results_dir=results)
+    sidecar = results / "toy_stale" / "book.json"
+    record = json.loads(sidecar.read_text())
+    record.update(code_hash="0" * 16, wall_time_s=5400.0)
+    sidecar.write_text(json.dumps(record))
+    return "toy_stale"
+
+
+def test_stale_stored_results_stop_the_book_profile_with_one_line(tmp_path, monkeypatch,
+                                                                  stale_experiment) -> None:
+    monkeypatch.setattr(chapters, "EXECUTED_DIR", tmp_path / "_build" / "executed")
+    chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=tmp_path / "notebooks")
+    chapter.directory.mkdir()
+    chapter.source.write_text(SOURCE)
+    with pytest.raises(InputError) as refused:
+        plan_execution(chapter)
+    message = str(refused.value)
+    assert "\n" not in message
+    for fragment in ("toy_stale[book]", "code that computes them changed", "90 min",
+                     "`multisource run toy_stale --profile book`", "--recompute-stale"):
+        assert fragment in message, message
+    plan_execution(chapter, profile="smoke")   # other profiles compute what is missing
+
+    done = execute_chapter(plan_execution(chapter, recompute_stale=True))
+    assert done.plan.recomputed == ("toy_stale",) and not done.plan.committed
+    assert done.plan.output == tmp_path / "_build" / "executed" / "book" / \
+        "99_synthetic-recomputed.ipynb"
+    assert not chapter.notebook.exists()   # the committed place is never written
+    notebook = json.loads(done.plan.output.read_text())
+    assert notebook["metadata"]["multisource"]["recomputed"] == ["toy_stale"]
+    notice = "".join(notebook["cells"][1]["source"])
+    assert notice.startswith(":::{warning}\nRecomputed, not the book's stored results")
+    assert "stored results," not in json.dumps(notebook["cells"])

@@ -9,7 +9,13 @@ import re
 import jupytext
 import pytest
 
-from multisource.chapters import available_chapters
+from multisource.chapters import (
+    HIDING_TAGS,
+    REMOVE_CELL,
+    REMOVE_INPUT,
+    available_chapters,
+    reader_tag,
+)
 from multisource.paths import BOOK_DIR
 from multisource.status import status_table
 
@@ -71,6 +77,25 @@ def test_no_injected_parameters_cell_is_shown(chapter) -> None:
     shown = [c for c in code_cells(notebook) if "injected-parameters" in c["metadata"].get(
         "tags", []) and "remove-cell" not in c["metadata"]["tags"]]
     assert not shown, f"re-run `multisource execute {chapter.stem}`"
+
+
+def test_cells_that_only_check_are_hidden_from_readers(chapter) -> None:
+    """nbval's compared cells and assert/glue cells carry the tag `multisource execute` gives
+    them by rule (`chapters.reader_tag`); a notebook executed before the rule fails here until
+    it is executed again (`multisource execute <stem>` at a clean commit)."""
+    notebook = json.loads(chapter.notebook.read_text())
+    untagged = []
+    for index, cell in enumerate(notebook["cells"]):
+        expected = reader_tag(cell)
+        tags = set(cell["metadata"].get("tags", []))
+        if expected is None:
+            continue
+        needed = {REMOVE_CELL, REMOVE_INPUT} if expected != "hide-input" else HIDING_TAGS
+        if not needed & tags:
+            untagged.append(f"cell {index} ({source(cell).strip().splitlines()[0][:40]!r}) "
+                            f"needs {expected}")
+    assert not untagged, (f"re-execute with `multisource execute {chapter.stem}`: "
+                          + "; ".join(untagged))
 
 
 def test_source_and_executed_notebook_are_in_sync(chapter) -> None:

@@ -208,3 +208,39 @@ def test_required_stored_results_fail_at_once_instead_of_recomputing(monkeypatch
     with pytest.raises(InputError, match=r"toy\[book\] are missing: run `multisource run toy"):
         load_or_run("toy", "book", "cpu")
     assert CALLS == []
+
+
+def test_a_resumed_run_writes_the_same_bytes_as_an_uninterrupted_one(tmp_path, monkeypatch
+                                                                     ) -> None:
+    """Columns keep the order the experiment returns them in (here not alphabetical), whether
+    a row comes from this run or from the checkpoint of an interrupted one."""
+    import multisource.experiments as experiments
+
+    stop_at: list[int] = []
+
+    def run_task(config: ToyConfig, task: dict, device) -> list[dict]:
+        if task["i"] in stop_at:
+            raise KeyboardInterrupt
+        return [{"value": task["i"] * config.scale / 3, "i": task["i"], "label": f"t{task['i']}",
+                 "count": 7 - task["i"]}]
+
+    monkeypatch.setitem(experiments._REGISTRY, "toy_columns", Experiment(
+        name="toy_columns", description="toy", chapter="none",
+        profiles={"smoke": ToyConfig(), "book": ToyConfig(tasks=5), "paper": ToyConfig()},
+        tasks=lambda c: [{"i": i} for i in range(c.tasks)], run_task=run_task))
+    whole = run_experiment("toy_columns", "book", "cpu", progress=False,
+                           results_dir=tmp_path / "whole")
+    assert list(whole.frame.columns) == ["value", "i", "label", "count"]
+
+    resumed_dir = tmp_path / "resumed"
+    for stop in (2, 4):   # two interruptions: rows of two earlier segments come from disk
+        stop_at[:] = [stop]
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment("toy_columns", "book", "cpu", progress=False,
+                           results_dir=resumed_dir)
+    stop_at.clear()
+    resumed = run_experiment("toy_columns", "book", "cpu", progress=False,
+                             results_dir=resumed_dir)
+    assert resumed.provenance["segments"] == 3
+    assert resumed.csv_path.read_bytes() == whole.csv_path.read_bytes()
+    assert resumed.provenance["csv_sha256"] == whole.provenance["csv_sha256"]

@@ -28,10 +28,13 @@ from multisource.validation import (
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
-# `gaussian exact` is fast to n = 10^6; beyond, and for huge K or D, it is refused.
+# `gaussian exact` is fast to n = 10^6; beyond, and for huge K, it is refused. Beyond
+# D = 10^5 the Imhof quadrature of the multi-source risk stops converging (scipy warns and the
+# value can be off by 0.5 or exceed 1): up to 10^5 it agrees with the closed form where one
+# exists (K = 1) to 1e-12 for n from 1 to 10^6, and converges for K up to 10^6.
 EXACT_MAX_N = 10**6
 EXACT_MAX_K = 10**6
-EXACT_MAX_D = 10**9
+EXACT_MAX_D = 10**5
 # Rough costs of the published procedure per seed on one CPU core (measured with
 # `gaussian replicate` on the 2-core development machine; estimates, not promises).
 REPLICATE_BYTES_PER_TRAIN_VALUE = 16
@@ -91,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     replicate.add_argument("--json", action="store_true", help="print one JSON object")
     exact = gaussian_commands.add_parser("exact", help="exact expected risk of both MLEs")
     exact.add_argument("--K", type=int, default=5, help=f"number of sources, 1 to {EXACT_MAX_K}")
-    exact.add_argument("--D", type=int, default=10, help=f"dimension, 1 to {EXACT_MAX_D}")
+    exact.add_argument("--D", type=int, default=10,
+                       help=f"dimension, 1 to {EXACT_MAX_D} (where the quadrature is accurate)")
     exact.add_argument("--sim", type=float, default=0.5, help="shared fraction in [0, 1]")
     exact.add_argument("--n", type=int, default=500,
                        help=f"training sample size, 1 to {EXACT_MAX_N}")
@@ -116,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Execute chapters with papermill. Profile book with the chapter's own "
                     "parameters updates the committed notebooks/<stem>.ipynb (only when its "
                     "outputs change); any other profile or -p parameter writes "
-                    "_build/executed/<profile>/<stem>.ipynb instead.")
+                    "_build/executed/<profile>/<stem>[-p<hash of the parameters>].ipynb "
+                    "instead. Every parameter is checked against the chapter's declared "
+                    "range before any work.")
     execute.add_argument("chapters", nargs="*", help="chapter stems or numbers (default: all)")
     execute.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
     execute.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
@@ -125,7 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="set a parameter of the chapter's parameters cell (a Python "
                               "literal where it parses as one); repeatable")
     execute.add_argument("--out", default=None,
-                         help="write the executed notebook here (one chapter only)")
+                         help="write the executed notebook here (one chapter only; not inside "
+                              "notebooks/, data/ or book/, nor over a file tracked by git; "
+                              "e.g. _build/my_run.ipynb)")
+    execute.add_argument("--recompute-stale", action="store_true",
+                         help="at profile book, recompute stored results that do not match "
+                              "the code into _build/results instead of stopping; the notebook "
+                              "then goes to _build/executed/book/<stem>-recomputed.ipynb, "
+                              "labelled as recomputed")
     execute.add_argument("--log-output", action="store_true", help="stream cell output")
     execute.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -322,13 +335,20 @@ def _gaussian(args: argparse.Namespace) -> int:
 
     if args.action == "exact":
         check_int("K", args.K, minimum=1, maximum=EXACT_MAX_K)
-        check_int("D", args.D, minimum=1, maximum=EXACT_MAX_D)
         check_int("n", args.n, minimum=1, maximum=EXACT_MAX_N)
+        if isinstance(args.D, int) and args.D > EXACT_MAX_D:
+            raise InputError(f"D must be an integer in [1, {EXACT_MAX_D}] (the range where "
+                             f"the exact risk's quadrature is accurate), got {args.D}")
+        check_int("D", args.D, minimum=1, maximum=EXACT_MAX_D)
+    elif args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+        raise InputError(f"seeds must be distinct (a repeated seed repeats the same run and "
+                         f"would count twice in the mean); got {' '.join(map(str, repeated))} "
+                         f"more than once")
     setting = gaussian.ReplicationSetting(K=args.K, D=args.D, sim=args.sim, n=args.n,
                                           test_size=getattr(args, "test_size", 500))
     if args.action == "exact":
-        values = {e: gaussian.exact_expected_risk(setting.K, setting.D, setting.d1, setting.n, e)
-                  for e in gaussian.ESTIMATORS}
+        values = _exact_risks(gaussian, setting)
         record = {"K": setting.K, "D": setting.D, "sim": setting.sim, "d1": setting.d1,
                   "n": setting.n, "exact_single": values["single"],
                   "exact_multi": values["multi"]}
@@ -356,6 +376,26 @@ def _gaussian(args: argparse.Namespace) -> int:
         print(f"{r.seed:>12} {r.tv_single_mc:>16.10f} {r.tv_multi_mc:>16.10f}")
     print(f"{'mean':>12} {result.tv_single_mc:>16.10f} {result.tv_multi_mc:>16.10f}")
     return 0
+
+
+def _exact_risks(gaussian: Any, setting: Any) -> dict[str, float]:
+    """Both exact risks, or one line naming the setting when the quadrature did not converge
+    (a scipy IntegrationWarning, or a value outside [0, 1]): never a number of unknown
+    accuracy, never the raw warning."""
+    import warnings
+
+    from scipy.integrate import IntegrationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IntegrationWarning)
+        values = {e: gaussian.exact_expected_risk(setting.K, setting.D, setting.d1, setting.n, e)
+                  for e in gaussian.ESTIMATORS}
+    converged = not any(issubclass(w.category, IntegrationWarning) for w in caught)
+    if not converged or not all(-1e-9 <= v <= 1 + 1e-9 for v in values.values()):
+        raise InputError(f"the exact risk did not converge at K={setting.K}, D={setting.D}, "
+                         f"d1={setting.d1}, n={setting.n}; it is accurate for D up to "
+                         f"{EXACT_MAX_D} and n up to {EXACT_MAX_N}: reduce --D")
+    return {e: min(max(v, 0.0), 1.0) for e, v in values.items()}
 
 
 def replicate_budget(K: int, D: int, n: int, test_size: int, n_seeds: int
@@ -421,19 +461,23 @@ def _execute(args: argparse.Namespace) -> int:
     )
     from multisource.paths import REPO_ROOT
 
-    chapters = [find_chapter(c) for c in args.chapters] or available_chapters()
+    named = [find_chapter(c) for c in args.chapters] or available_chapters()
+    chapters = list(dict.fromkeys(named))  # `4 04 04_gaussian` is one chapter, run once
     if args.out is not None and len(chapters) != 1:
         raise InputError(f"--out needs exactly one chapter, got {len(chapters)}")
     parameters = {name: parse_parameter_value(value) for name, value in args.parameter}
-    # every chapter is checked (device, parameters, output path) before any is executed
+    # every chapter is checked (device, parameters and their ranges, stored results, output
+    # path) before any is executed
     plans = [plan_execution(c, profile=args.profile, device=args.device, parameters=parameters,
-                            output=args.out) for c in chapters]
+                            output=args.out, recompute_stale=args.recompute_stale)
+             for c in chapters]
     for number, plan in enumerate(plans, start=1):
         label = f"[{number}/{len(plans)}] {plan.chapter.stem}"
         where = _relative(plan.output, REPO_ROOT)
         print(f"{label}: profile={plan.profile}, device={plan.device_name}"
-              + "".join(f", {k}={v!r}" for k, v in plan.parameters.items()) + f" -> {where}",
-              flush=True)
+              + "".join(f", {k}={v!r}" for k, v in plan.parameters.items())
+              + (f", recomputing {', '.join(plan.recomputed)}" if plan.recomputed else "")
+              + f" -> {where}", flush=True)
         done = execute_chapter(plan, log_output=args.log_output,
                                progress=False if args.quiet or args.log_output else label)
         outcome = "wrote" if done.written else "unchanged (same cells and outputs):"
@@ -561,8 +605,10 @@ def _check_imagenet_args(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from multisource.experiments import get
     from multisource.experiments.runner import load_results, stored_state
 
+    get(args.experiment).config(args.profile)  # unknown experiment or profile: one line
     stored = load_results(args.experiment, args.profile)
     if stored is None:
         state = stored_state(args.experiment, args.profile).state
@@ -594,6 +640,7 @@ def _book(args: argparse.Namespace) -> int:
         raise InputError(f"chapters not executed yet: {', '.join(missing)}; run "
                          f"`multisource execute {' '.join(missing)}`")
     check_output_path("the build folder", BUILD_DIR, kind="dir")
+    check_notebooks_readable(available_chapters())
     command = [executable, "build", str(REPO_ROOT)]
     if args.strict:
         command += ["-W", "-n", "--keep-going"]
@@ -601,7 +648,31 @@ def _book(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from multisource.status import status_table
+    """Every chapter's status; exit status 1 (after the full report) when a committed
+    notebook is damaged, so `make status` keeps the previous table."""
+    from multisource.status import damaged_chapters, status_rows, status_table
 
-    print(status_table(markdown=args.markdown))
+    rows = status_rows()
+    print(status_table(markdown=args.markdown, rows=rows))
+    damaged = damaged_chapters(rows)
+    if damaged:
+        sys.stderr.write(f"multisource: error: damaged chapter notebook: {', '.join(damaged)} "
+                         f"(see its row above)\n")
+        return EXIT_FAILED
     return 0
+
+
+def check_notebooks_readable(chapters: Sequence[Any]) -> None:
+    """One line naming the first committed notebook that is not a readable notebook."""
+    import nbformat
+
+    for chapter in chapters:
+        try:
+            nbformat.validate(nbformat.reads(chapter.notebook.read_text(), as_version=4))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError,
+                nbformat.ValidationError) as error:
+            why = type(error).__name__
+            raise InputError(f"notebook {_relative(chapter.notebook, chapter.directory.parent)} "
+                             f"is damaged ({why}); restore it with `git checkout -- "
+                             f"notebooks/{chapter.notebook.name}` or re-execute it with "
+                             f"`multisource execute {chapter.stem}`") from None

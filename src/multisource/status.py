@@ -10,6 +10,9 @@ from __future__ import annotations
 from multisource.chapters import CHAPTERS, Chapter, notebook_record, notebook_state
 from multisource.experiments import PROFILES, get, names
 from multisource.experiments.runner import stored_state
+from multisource.validation import InputError
+
+DAMAGED = "DAMAGED"
 
 STATE_WORDS = {
     "current": "current (produced by the present config and code)",
@@ -47,13 +50,26 @@ def _stored_results_summary(chapter_stem: str) -> list[str]:
 
 
 def _execution_summary(chapter: Chapter) -> str:
+    """How the committed notebook was executed and whether it is current; a notebook or
+    source that cannot be read is reported as DAMAGED (the other chapters are still shown)."""
     if not chapter.source.exists():
         return "not written yet"
-    record = notebook_record(chapter)
-    if record is None:
-        return "not executed"
+    try:
+        record = notebook_record(chapter)
+        if record is None:
+            return "not executed"
+        state = notebook_state(chapter)
+    except InputError as error:
+        return (f"{DAMAGED}: {error}; restore it with `git checkout -- "
+                f"notebooks/{chapter.notebook.name}` or re-execute with "
+                f"`multisource execute {chapter.stem}`")
     return (f"profile {record.get('profile')}, {record.get('device')}, "
-            f"{record.get('wall_time_s')} s; {NOTEBOOK_WORDS[notebook_state(chapter)]}")
+            f"{record.get('wall_time_s')} s; {NOTEBOOK_WORDS[state]}")
+
+
+def damaged_chapters(rows: list[dict[str, str | list[str]]]) -> list[str]:
+    """Stems of the chapters whose status row reports a damaged notebook or source."""
+    return [str(r["chapter"]) for r in rows if str(r["executed"]).startswith(DAMAGED)]
 
 
 def status_rows() -> list[dict[str, str | list[str]]]:
@@ -63,9 +79,10 @@ def status_rows() -> list[dict[str, str | list[str]]]:
              "results": _stored_results_summary(chapter.stem)} for chapter in CHAPTERS]
 
 
-def status_table(*, markdown: bool = False) -> str:
+def status_table(*, markdown: bool = False,
+                 rows: list[dict[str, str | list[str]]] | None = None) -> str:
     """The status rows as plain text or as a markdown table."""
-    rows = status_rows()
+    rows = status_rows() if rows is None else rows
     if markdown:
         lines = ["| chapter | shows | committed notebook | stored results |",
                  "|---|---|---|---|"]

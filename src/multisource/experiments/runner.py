@@ -46,6 +46,20 @@ class StoredResults:
     provenance: dict[str, Any]
     csv_path: Path
 
+    @property
+    def recomputed(self) -> bool:
+        """True when the table was computed for a notebook (`_build/results`), not loaded
+        from the committed `data/results`."""
+        return self.csv_path.resolve().is_relative_to(COMPUTED_RESULTS_DIR.resolve())
+
+    def origin(self) -> str:
+        """Where the numbers come from, in words a chapter prints beside them."""
+        record = self.provenance
+        what = ("recomputed for this execution (the stored results did not match the code)"
+                if self.recomputed else "stored results")
+        return (f"{what}, config {record.get('config_hash')}, "
+                f"commit {str(record.get('git_commit'))[:10]}, {record.get('device')}")
+
 
 def task_key(task: dict[str, Any]) -> str:
     """A canonical string identifying one task within a config."""
@@ -58,7 +72,10 @@ def _entry_digest(entry: dict[str, Any]) -> str:
 
 
 def _checkpoint_line(entry: dict[str, Any]) -> str:
-    return json.dumps({**entry, "sha256": _entry_digest(entry)}, sort_keys=True) + "\n"
+    """One checkpoint line. The rows keep the key order the experiment returned them in (the
+    digest is order-free): a resumed run builds its table with the same columns in the same
+    order, hence the same bytes, as an uninterrupted one."""
+    return json.dumps({**entry, "sha256": _entry_digest(entry)}) + "\n"
 
 
 def _valid_rows(rows: Any) -> bool:
@@ -163,7 +180,7 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
                                         "seconds": round(done[key].seconds, 6)}))
             log.flush()
     rows_by_task = [done[k].rows for k in keys]
-    frame = pd.DataFrame([r for rows in rows_by_task for r in rows])
+    frame = _frame(rows_by_task)
     csv_bytes = frame.to_csv(index=False).encode()
     record = provenance_record(
         experiment=name, profile=profile, config=config, device=describe_device(torch_device),
@@ -176,6 +193,16 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     atomic_write_text(csv_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     checkpoint.unlink(missing_ok=True)
     return StoredResults(frame, record, csv_path)
+
+
+def _frame(rows_by_task: list[list[dict[str, Any]]]) -> pd.DataFrame:
+    """The results table: rows in task order; columns in the order the experiment returned
+    them (first appearance over the rows in task order), never sorted."""
+    rows = [r for task_rows in rows_by_task for r in task_rows]
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    return pd.DataFrame(rows, columns=list(columns))
 
 
 STATES = ("missing", "current", "stale-config", "stale-code", "invalid")
