@@ -6,10 +6,10 @@ from other processes hits both alike:
   * separate: for every step, each model's own `train_step` and EMA update (what `train` does);
   * stacked:  one `StackedTrainer.step()` for all M (one vmapped forward and backward).
 It reports milliseconds per model-step (median over blocks) and the speed-up separate/stacked.
-Results go to _build/benchmarks/ unless --update writes benchmarks/results/.
+Results go to _build/benchmarks/ unless --update-results writes benchmarks/results/.
 
     python benchmarks/edm2_stacked_training.py [--models 1 4 8 16] [--steps 10] [--blocks 5]
-        [--device cpu|cuda] [--threads 1] [--update]
+        [--device cpu|cuda] [--threads 1] [--update-results]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--update", action="store_true",
+    parser.add_argument("--update-results", action="store_true",
                         help="write benchmarks/results/ instead of _build/benchmarks/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -117,7 +117,8 @@ def main() -> None:
         print(f"M={count:3d}  separate {row['separate_ms_per_model_step']:7.2f} ms  "
               f"stacked {row['stacked_ms_per_model_step']:7.2f} ms per model-step  "
               f"x{row['speedup']:.2f}", flush=True)
-    folder = REPO_ROOT / "benchmarks" / "results" if args.update else BUILD_DIR / "benchmarks"
+    results_dir = REPO_ROOT / "benchmarks" / "results"
+    folder = results_dir if args.update_results else BUILD_DIR / "benchmarks"
     folder.mkdir(parents=True, exist_ok=True)
     name = f"edm2_stacked_training{'_cuda' if device.type == 'cuda' else ''}.json"
     record = {"benchmark": "edm2_stacked_training", "device": args.device,
@@ -126,7 +127,7 @@ def main() -> None:
               "environment": environment_record(), "command": "python benchmarks/"
               "edm2_stacked_training.py " + " ".join(
                   f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                  for k, v in vars(args).items() if k != "update" and v is not None)}
+                  for k, v in vars(args).items() if k != "update_results" and v is not None)}
     atomic_write_text(folder / name, json.dumps(record, indent=2) + "\n")
     print(f"wrote {(folder / name).relative_to(REPO_ROOT)}")
 
