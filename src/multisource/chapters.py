@@ -925,11 +925,16 @@ STALE_WORDS = {"stale-code": "the code that computes them changed",
 
 def stale_results(chapter: Chapter, profile: str) -> list[tuple[str, Any]]:
     """The chapter's experiments whose stored results at `profile` are not current, with
-    their `StoredState` (loading them would recompute them)."""
+    their `StoredState` (loading them would recompute them). When the chapter names what it
+    loads, only those count: an experiment registered to the chapter but not yet loaded by it
+    (a run still in progress across sessions) does not stop its execution."""
     from multisource.experiments.runner import stored_state
 
+    loaded = _loaded_experiments(chapter)
     found = []
     for name in chapter_experiments(chapter):
+        if loaded and name not in loaded:
+            continue
         state = stored_state(name, profile)
         if state.state != "current":
             found.append((name, state))
