@@ -244,3 +244,25 @@ def test_a_resumed_run_writes_the_same_bytes_as_an_uninterrupted_one(tmp_path, m
     assert resumed.provenance["segments"] == 3
     assert resumed.csv_path.read_bytes() == whole.csv_path.read_bytes()
     assert resumed.provenance["csv_sha256"] == whole.provenance["csv_sha256"]
+
+
+def test_workers_out_of_range_are_refused_before_any_work(tmp_path) -> None:
+    _register()
+    CALLS.clear()
+    for bad in (0, -1, 65, 1.5, True):
+        with pytest.raises(InputError, match=r"workers must be an integer in \[1, 64\]"):
+            run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path,
+                           workers=bad)
+    assert CALLS == [] and not (tmp_path / "toy").exists()
+
+
+def test_parallel_workers_write_the_same_bytes_as_one(tmp_path) -> None:
+    """Tasks finishing out of order in worker processes must not change the table."""
+    tables = {}
+    for workers in (1, 2):
+        folder = tmp_path / f"w{workers}"
+        stored = run_experiment("energy_ising", "smoke", "cpu", progress=False,
+                                results_dir=folder, workers=workers)
+        tables[workers] = stored.csv_path.read_bytes()
+        assert not stored.csv_path.with_suffix(".partial.jsonl").exists()
+    assert tables[1] == tables[2]

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
     run.add_argument("--no-resume", action="store_true", help="ignore a partial checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--workers", type=int, default=1,
+                     help="tasks run at once in separate processes, 1 to 64 (default 1); "
+                          "the table is the same whatever this is")
 
     execute = commands.add_parser(
         "execute", help="execute chapters with papermill",
@@ -436,7 +439,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         stored = run_experiment(args.experiment, args.profile, args.device,
-                                progress=not args.quiet, resume=not args.no_resume)
+                                progress=not args.quiet, resume=not args.no_resume,
+                                workers=args.workers)
     except KeyboardInterrupt:
         from multisource.paths import results_path
 

@@ -10,9 +10,11 @@ shown only next to a matching sidecar produced by the current config and code.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,12 +142,16 @@ def _checkpoint_problem(entry: Any, task_keys: set[str]) -> str | None:
 
 def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
                    progress: bool = True, resume: bool = True,
-                   results_dir: Path | None = None) -> StoredResults:
+                   results_dir: Path | None = None, workers: int = 1) -> StoredResults:
     """Run every task of `name` at `profile`, write the table and provenance, return them.
 
     `wall_time_s` in the provenance is the compute time of all tasks, summed over every
-    segment of an interrupted and resumed run.
+    segment of an interrupted and resumed run (with `workers` > 1 tasks overlap, so it exceeds
+    the elapsed time). The table is the same, byte for byte, whatever `workers` is: rows are
+    laid out in task order, not in the order tasks finish.
     """
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+        raise InputError(f"workers must be an integer in [1, 64], got {workers!r}")
     experiment = get(name)
     config = experiment.config(profile)
     torch_device = resolve_device(device)
@@ -164,21 +170,20 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     segment = 1 + max((d.segment for d in done.values()), default=0)
 
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    with checkpoint.open("a") as log:
-        for task, key in tqdm(list(zip(tasks, keys, strict=True)), desc=f"{name}[{profile}]",
-                              disable=not progress, unit="task"):
-            if key in done:
-                continue
-            started = time.perf_counter()
-            rows = experiment.run_task(config, task, torch_device)
+    pending = [(task, key) for task, key in zip(tasks, keys, strict=True) if key not in done]
+    with checkpoint.open("a") as log, tqdm(total=len(tasks), initial=len(tasks) - len(pending),
+                                           desc=f"{name}[{profile}]", disable=not progress,
+                                           unit="task") as bar:
+        for key, rows, seconds in _completed_tasks(name, config, pending, torch_device, workers):
             if not _valid_rows(rows):
                 raise RuntimeError(f"experiment {name} returned no rows or non-flat rows for "
                                    f"task {key}")
-            done[key] = _Done(rows, time.perf_counter() - started, segment)
+            done[key] = _Done(rows, seconds, segment)
             log.write(_checkpoint_line({"config_hash": digest, "code_hash": code_digest,
                                         "task": key, "rows": rows, "segment": segment,
-                                        "seconds": round(done[key].seconds, 6)}))
+                                        "seconds": round(seconds, 6)}))
             log.flush()
+            bar.update(1)
     rows_by_task = [done[k].rows for k in keys]
     frame = _frame(rows_by_task)
     csv_bytes = frame.to_csv(index=False).encode()
@@ -193,6 +198,61 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     atomic_write_text(csv_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     checkpoint.unlink(missing_ok=True)
     return StoredResults(frame, record, csv_path)
+
+
+def _run_in_worker(name: str, config: Any, task: dict[str, Any], device: str,
+                   threads: tuple[int, int | None]) -> tuple[list[dict[str, Any]], float]:
+    """One task in a worker process: its rows and its compute seconds. The worker uses the
+    parent's torch and BLAS thread counts: a reduction split over another number of threads
+    can differ in the last bit, and the table must not depend on how many workers ran it."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads[0])
+    with threadpool_limits(limits=threads[1], user_api="blas"):
+        started = time.perf_counter()
+        rows = get(name).run_task(config, task, torch.device(device))
+        return rows, time.perf_counter() - started
+
+
+def _thread_counts() -> tuple[int, int | None]:
+    """This process's torch intra-op threads and BLAS threads (None: no BLAS loaded)."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return torch.get_num_threads(), (min(blas) if blas else None)
+
+
+def _completed_tasks(name: str, config: Any, pending: list[tuple[dict[str, Any], str]],
+                     device: Any, workers: int):
+    """Yield (key, rows, seconds) for every pending task as it finishes.
+
+    One worker runs the tasks in order in this process. More workers run them in separate
+    processes (spawned, so each imports torch afresh); every experiment seeds its tasks from
+    the task itself, so the rows do not depend on which process ran them or when.
+    """
+    if workers == 1 or len(pending) <= 1:
+        experiment = get(name)
+        for task, key in pending:
+            started = time.perf_counter()
+            rows = experiment.run_task(config, task, device)
+            yield key, rows, time.perf_counter() - started
+        return
+    threads = _thread_counts()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
+                             mp_context=context) as pool:
+        futures = {pool.submit(_run_in_worker, name, config, task, str(device), threads): key
+                   for task, key in pending}
+        try:
+            for future in as_completed(futures):
+                rows, seconds = future.result()
+                yield futures[future], rows, seconds
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _frame(rows_by_task: list[list[dict[str, Any]]]) -> pd.DataFrame:
