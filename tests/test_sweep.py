@@ -57,7 +57,14 @@ def test_network_task_row_and_the_k1_shortcut():
         assert row[f"fisher_sqrt_kl_{name}"] == pytest.approx(2 * row[f"fisher_hellinger_{name}"])
         assert row[f"starts_{name}"] >= 2 * config.restarts        # at least two blocks
         assert row[f"iterations_{name}"] > 0 and row[f"fit_gap_to_best_{name}"] >= 0.0
-        assert row[f"poor_gap_{name}"] >= 0.0
+        assert row[f"poor_gap_{name}"] >= 0.0 and row[f"search_gap_to_best_{name}"] >= 0.0
+        # the fit is the more likely of the random search and the teacher start
+        either = min(row[f"search_nll_{name}"],
+                     row[f"teacher_start_gap_{name}"] + row["teacher_nll"])
+        assert row[f"nll_{name}"] == pytest.approx(either, rel=1e-12)
+        assert row[f"teacher_improvement_{name}"] == pytest.approx(
+            2 * row["n"] * (row[f"search_gap_{name}"] - row[f"teacher_start_gap_{name}"]))
+        assert row[f"fresh_improvement_{name}"] <= row[f"fresh_improvement_search_{name}"]
         assert np.isfinite(row[f"tv_R{config.budgets[-1]}_{name}"])   # seed 0: budget curve
     assert row["params_multi"] < row["params_single"]
     one = sw.run_network_task(config, {"K": 1, "n": 200, "beta_sim": 0.5, "seed": 0},

@@ -51,16 +51,29 @@ def test_summarise_gives_one_seed_means_without_intervals():
     assert np.isnan([row.ratio_lo, row.ratio_hi, row.advantage_lo, row.multi_hi]).all()
 
 
-def test_best_known_takes_the_more_likely_fit_of_each_pair():
-    frame = pd.DataFrame({"tv_multi": [0.1, 0.2], "gap_multi": [-0.02, -0.01],
-                          "teacher_start_tv_multi": [0.3, 0.4],
-                          "teacher_start_gap_multi": [-0.01, -0.03],
-                          "tv_single": [0.5, 0.6], "gap_single": [-0.02, -0.02],
-                          "teacher_start_tv_single": [0.7, 0.8],
-                          "teacher_start_gap_single": [-0.02, -0.02]})
-    best = ss.best_known(frame)
-    assert best.tv_multi.tolist() == [0.1, 0.4] and best.gap_multi.tolist() == [-0.02, -0.03]
-    assert best.tv_single.tolist() == [0.5, 0.6]             # ties keep the estimator's fit
+def test_search_only_swaps_in_the_random_search_fits():
+    frame = pd.DataFrame({f"{p}{m}_{e}": [v] for p, v in (("", 0.1), ("search_", 0.3))
+                          for m in ("tv", "hellinger", "sqrt_kl", "nll", "gap")
+                          for e in ("multi", "single")})
+    out = ss.search_only(frame)
+    assert out.tv_multi.tolist() == [0.3] and out.gap_single.tolist() == [0.3]
+    assert frame.tv_multi.tolist() == [0.1]                   # the input is left alone
+
+
+def test_fresh_check_counts_improvements_and_its_detection_rate():
+    """Two of four search fits are known off (teacher start beats them by > 1 W); the fresh
+    block catches one of them; it improves one selected fit by > 1 W."""
+    frame = pd.DataFrame({
+        "fresh_improvement_multi": [0.0, 2.0, -1.0, 0.5],
+        "fresh_improvement_search_multi": [3.0, 0.2, 0.0, 0.0],
+        "teacher_improvement_multi": [5.0, 4.0, 0.0, 0.9],
+        "fresh_improvement_single": [0.0] * 4, "fresh_improvement_search_single": [0.0] * 4,
+        "teacher_improvement_single": [0.0] * 4})
+    table = ss.fresh_check(frame, 1.0).set_index("estimator")
+    assert table.loc["multi", "improved"] == 1 and table.loc["multi", "largest W"] == 2.0
+    assert table.loc["multi", "known off"] == 2 and table.loc["multi", "detected"] == 1
+    assert table.loc["multi", "detection rate"] == 0.5
+    assert np.isnan(table.loc["single", "detection rate"])
 
 
 def test_hellinger_and_sqrt_kl_of_discrete_distributions():
