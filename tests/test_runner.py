@@ -266,3 +266,16 @@ def test_parallel_workers_write_the_same_bytes_as_one(tmp_path) -> None:
         tables[workers] = stored.csv_path.read_bytes()
         assert not stored.csv_path.with_suffix(".partial.jsonl").exists()
     assert tables[1] == tables[2]
+
+
+def test_interim_results_hold_the_finished_tasks_of_an_interrupted_run(tmp_path) -> None:
+    from multisource.experiments.runner import interim_results
+
+    _register(fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
+    interim = interim_results("toy", "book", results_dir=tmp_path)
+    assert interim is not None and interim.tasks_total == 4 and len(interim.tasks) == 2
+    assert list(interim.frame.value) == [0.0, 1.0] and "2 of 4 tasks" in interim.origin()
+    _register(fail_at=2, scale=2.0)                     # another config: nothing of ours
+    assert interim_results("toy", "book", results_dir=tmp_path) is None

@@ -328,6 +328,46 @@ def load_results(name: str, profile: str, *, results_dir: Path | None = None
     return StoredResults(frame, state.record or {}, csv_path)
 
 
+@dataclass(frozen=True)
+class InterimResults:
+    """The finished tasks of a run still in progress, read from its committed checkpoint.
+
+    Only lines whose checksum, config hash and code hash match are used (the rule a resumed
+    run applies), so interim rows are exactly the rows the final table will hold for those
+    tasks. `tasks` lists the finished task keys in task order."""
+
+    frame: pd.DataFrame
+    tasks: list[str]
+    tasks_total: int
+    config_hash: str
+    code_hash: str
+    compute_s: float
+
+    def origin(self) -> str:
+        """Where the numbers come from, in words a chapter prints beside them."""
+        return (f"interim results: {len(self.tasks)} of {self.tasks_total} tasks finished, "
+                f"checkpoint lines verified against config {self.config_hash} and code "
+                f"{self.code_hash[:12]}")
+
+
+def interim_results(name: str, profile: str, *, results_dir: Path | None = None
+                    ) -> InterimResults | None:
+    """The verified finished tasks of `name` at `profile` from its checkpoint, or None when
+    the checkpoint holds none for the current config and code."""
+    experiment = get(name)
+    config = experiment.config(profile)
+    checkpoint = _csv_path(experiment, profile, results_dir).with_suffix(".partial.jsonl")
+    keys = [task_key(t) for t in experiment.tasks(config)]
+    digest = config_hash(experiment.name, config)
+    code_digest = code_hash(experiment.code_module)
+    done = _read_checkpoint(checkpoint, digest, code_digest, set(keys))
+    finished = [k for k in keys if k in done]
+    if not finished:
+        return None
+    return InterimResults(_frame([done[k].rows for k in finished]), finished, len(keys),
+                          digest, code_digest, sum(done[k].seconds for k in finished))
+
+
 # Set (by `make notebooks`, which CI runs) to make a chapter fail at once, instead of silently
 # recomputing for an hour, when the committed results it loads do not match the code.
 REQUIRE_STORED_ENV = "MULTISOURCE_REQUIRE_STORED"

@@ -1,0 +1,152 @@
+"""Chapter 7's reading of the converged design (`experiments.edm2_converged`).
+
+Every comparison is paired within a seed: the multi-source model of a group against the
+single-source model of each of its classes, trained on the same images, scored on the same
+held-out images (with the same likelihood noise) and judged at each arm's own snapshot. Per
+seed the difference (multi - single) is taken for the anchor class and averaged over the K
+classes of the group (the paper's K-class average); across seeds, a Student-t interval and the
+minimum detectable effect at the design's seeds (`multisource.power`). A difference whose
+interval contains zero is "not detected at this power", never "no difference".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multisource.experiments.edm2_converged import (
+    ARMS,
+    Edm2ConvergedConfig,
+    compared_groups,
+    model_key,
+)
+from multisource.power import mde_of
+from multisource.sweep_stats import t_half_width
+
+# metric -> (words, +1 when higher is better, -1 when lower is better)
+METRICS: dict[str, tuple[str, int]] = {
+    "nll_bits": ("held-out NLL bound (bits/dim)", -1),
+    "fcd": ("FCD", -1),
+    "accuracy": ("class-consistency accuracy", 1),
+}
+SCOPES = ("anchor", "K-average")
+
+
+def scored(frame: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """The scored rows (one per model, class and seed) of one arm's snapshot."""
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {', '.join(ARMS)}, got {arm!r}")
+    rows = frame[frame["kind"].isin(["multi", "single"])]
+    return rows[rows[f"arm_{arm}"].astype(bool)]
+
+
+def seed_differences(frame: pd.DataFrame, config: Edm2ConvergedConfig, arm: str,
+                     metric: str) -> pd.DataFrame:
+    """Per compared group (K > 1) and seed: the anchor's and the K-class average's multi -
+    single difference of `metric`, with the single-source values they are relative to."""
+    rows = scored(frame, arm)
+    value = rows.assign(model=rows["model"].astype(str),
+                        cls=rows["class"].astype(int)).set_index(["seed", "model", "cls"])[metric]
+    out = []
+    for point in compared_groups(config):
+        classes = tuple(int(c) for c in point["classes"])
+        if len(classes) < 2:
+            continue
+        multi_key = model_key(classes)
+        for seed in sorted(rows["seed"].unique()):
+            try:
+                multi = np.array([value.loc[(seed, multi_key, c)] for c in classes], float)
+                single = np.array([value.loc[(seed, model_key((c,)), c)] for c in classes],
+                                  float)
+            except KeyError:
+                continue        # a seed without this arm's snapshot of every model
+            diff = multi - single
+            out.append({"sweep": point["sweep"], "setting": point["setting"], "K": len(classes),
+                        "seed": int(seed), "anchor": float(diff[0]),
+                        "K-average": float(diff.mean()), "single anchor": float(single[0]),
+                        "single K-average": float(single.mean())})
+    return pd.DataFrame(out)
+
+
+def verdicts(frame: pd.DataFrame, config: Edm2ConvergedConfig, arms: tuple[str, ...] = ARMS,
+             metrics: tuple[str, ...] = tuple(METRICS), level: float = 0.95) -> pd.DataFrame:
+    """One row per arm, setting, metric and scope: seeds, mean single-source value, mean
+    difference (multi - single) with its t interval, the minimum detectable effect (80% power,
+    two-sided 5%), the MDE relative to the single-source value (FCD only: the likelihood bound
+    has no natural zero), and the reading in words."""
+    out = []
+    for arm in arms:
+        for metric in metrics:
+            seeds = seed_differences(frame, config, arm, metric)
+            if seeds.empty:
+                continue
+            for (sweep, setting), group in seeds.groupby(["sweep", "setting"], sort=False):
+                for scope in SCOPES:
+                    diff = group[scope].to_numpy(float)
+                    single = float(group[f"single {scope}"].mean())
+                    half = t_half_width(diff, level) if diff.size >= 2 else math.nan
+                    mde = mde_of(diff)
+                    out.append({"arm": arm, "sweep": sweep, "setting": setting,
+                                "K": int(group["K"].iloc[0]), "metric": metric, "scope": scope,
+                                "seeds": int(diff.size), "single": single,
+                                "diff": float(diff.mean()), "low": float(diff.mean() - half),
+                                "high": float(diff.mean() + half), "mde": mde,
+                                "mde_rel": mde / abs(single) if metric == "fcd" else math.nan,
+                                "reading": reading(metric, float(diff.mean() - half),
+                                                   float(diff.mean() + half))})
+    return pd.DataFrame(out)
+
+
+def reading(metric: str, low: float, high: float) -> str:
+    """'multi better', 'single better' or 'not detected' from an interval of multi - single."""
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0.0 <= high:
+        return "not detected"
+    multi_higher = low > 0.0
+    higher_is_better = METRICS[metric][1] > 0
+    return "multi better" if multi_higher == higher_is_better else "single better"
+
+
+def plateau_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model and seed: the plateau arm's step, the cap, and whether the stopping rule fired
+    (False: the model stopped at its cap)."""
+    rows = scored(frame, "plateau")
+    first = rows.sort_values("class").groupby(["seed", "model"], sort=True).first().reset_index()
+    return first[["seed", "model", "K", "plateau_reached", "plateau_step", "cap_step"]]
+
+
+def capped_models(frame: pd.DataFrame) -> list[str]:
+    """The models (by key) that stopped at their cap in at least one seed."""
+    table = plateau_table(frame)
+    return sorted(set(table.loc[~table.plateau_reached.astype(bool), "model"].astype(str)))
+
+
+def comparison_reached(frame: pd.DataFrame, config: Edm2ConvergedConfig) -> pd.DataFrame:
+    """Per compared group: whether every model it compares (the multi-source model and each
+    class's single-source model) reached its plateau in every seed."""
+    table = plateau_table(frame).assign(model=lambda t: t.model.astype(str))
+    reached = table.groupby("model").plateau_reached.all()
+    out = []
+    for point in compared_groups(config):
+        classes = tuple(int(c) for c in point["classes"])
+        if len(classes) < 2:
+            continue
+        models = [model_key(classes)] + [model_key((c,)) for c in classes]
+        missing = [m for m in models if not bool(reached.get(m, False))]
+        out.append({"sweep": point["sweep"], "setting": point["setting"],
+                    "all reached": not missing, "capped": ", ".join(missing)})
+    return pd.DataFrame(out)
+
+
+def summary_numbers(table: pd.DataFrame) -> dict[str, Any]:
+    """Counts the chapter quotes: per metric and scope at the plateau arm, how many settings
+    read 'multi better', 'single better' and 'not detected'."""
+    out: dict[str, Any] = {}
+    for (arm, metric, scope), group in table.groupby(["arm", "metric", "scope"]):
+        key = f"{arm}_{metric}_{scope.replace('-', '_').lower()}"
+        for word in ("multi better", "single better", "not detected"):
+            out[f"{key}_{word.replace(' ', '_')}"] = int((group.reading == word).sum())
+        out[f"{key}_settings"] = len(group)
+    return out

@@ -1,0 +1,78 @@
+"""Chapter 7's reading of the converged design: pairing, intervals, words and plateau checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multisource import edm2_converged_reading as r
+from multisource.experiments.edm2_converged import ARMS, SMOKE, model_key
+
+
+def _frame(seeds: int = 6, nll_shift: float = -0.5, accuracy_shift: float = -0.2,
+           capped: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Scored rows of the smoke design at every arm: the multi-source models' NLL is lower by
+    `nll_shift` (plus noise), their accuracy lower by `accuracy_shift`, FCD unchanged."""
+    rng = np.random.default_rng(0)
+    rows = []
+    multis = [(8, 3, 5), (8, 0, 1)]
+    singles = sorted({c for m in multis for c in m})
+    for seed in range(seeds):
+        base = {c: (rng.normal(-2.0, 0.3), rng.normal(3.0, 0.5), rng.uniform(0.5, 0.9))
+                for c in singles}
+        for classes in [(c,) for c in singles] + multis:
+            kind = "multi" if len(classes) > 1 else "single"
+            key = model_key(classes)
+            for c in classes:
+                nll, fcd, acc = base[c]
+                if kind == "multi":
+                    nll += nll_shift + rng.normal(0, 0.05)
+                    acc += accuracy_shift + rng.normal(0, 0.02)
+                    fcd += rng.normal(0, 0.5)
+                rows.append({"kind": kind, "seed": seed, "model": key, "class": c,
+                             "K": len(classes), "nll_bits": nll, "fcd": fcd, "accuracy": acc,
+                             "plateau_reached": key not in capped, "plateau_step": 32,
+                             "cap_step": 48, **{f"arm_{a}": True for a in ARMS}})
+    rows.append({"kind": "curve", "seed": 0, "model": "8", "step": 8})   # ignored
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_recover_the_shift_and_read_the_direction():
+    table = r.verdicts(_frame(), SMOKE, arms=("plateau",))
+    nll = table[(table.metric == "nll_bits") & (table.scope == "K-average")]
+    assert set(nll.setting) == {"3", "far"}                     # K = 1 is no comparison
+    assert (nll["diff"].between(-0.55, -0.45)).all() and (nll.reading == "multi better").all()
+    assert (nll["low"] < nll["diff"]).all() and (nll["diff"] < nll["high"]).all()
+    accuracy = table[(table.metric == "accuracy") & (table.scope == "anchor")]
+    assert (accuracy.reading == "single better").all()          # higher is better here
+    fcd = table[table.metric == "fcd"]
+    assert fcd.mde.gt(0).all() and fcd.mde_rel.gt(0).all()
+    assert table[table.metric != "fcd"].mde_rel.isna().all()   # no natural zero
+
+
+def test_a_null_effect_reads_not_detected_with_a_finite_mde():
+    table = r.verdicts(_frame(nll_shift=0.0, accuracy_shift=0.0), SMOKE, arms=("equal",),
+                       metrics=("nll_bits",))
+    assert table["seeds"].eq(6).all() and np.isfinite(table.mde).all()
+    assert (table.reading == "not detected").mean() >= 0.5
+
+
+def test_reading_words_follow_the_metric_direction():
+    assert r.reading("fcd", -2.0, -1.0) == "multi better"
+    assert r.reading("accuracy", -2.0, -1.0) == "single better"
+    assert r.reading("nll_bits", -1.0, 1.0) == "not detected"
+    assert r.reading("fcd", float("nan"), 1.0) == "not detected"
+
+
+def test_plateau_checks_name_the_capped_models_and_their_comparisons():
+    frame = _frame(capped=("1",))
+    assert r.capped_models(frame) == ["1"]
+    reached = r.comparison_reached(frame, SMOKE).set_index("setting")
+    assert bool(reached.loc["3", "all reached"]) and not bool(reached.loc["far", "all reached"])
+    assert reached.loc["far", "capped"] == "1"
+
+
+def test_an_unknown_arm_is_refused():
+    with pytest.raises(ValueError, match="arm must be one of"):
+        r.scored(_frame(seeds=2), "nosuch")
