@@ -514,7 +514,7 @@ def _imported_package_modules(code: str) -> set[str]:
 
 
 # Calls through which a chapter loads an experiment's stored results by name.
-LOADING_FUNCTIONS = ("load_or_run", "load_results")
+LOADING_FUNCTIONS = ("load_or_run", "load_results", "load_or_interim")
 
 
 def _loaded_experiments(chapter: Chapter) -> set[str]:
@@ -574,13 +574,19 @@ def chapter_inputs(chapter: Chapter, profile: str = COMMITTED_PROFILE) -> dict[s
     `stored_results` maps each of the chapter's experiments to the SHA-256 of the stored table
     that `load_or_run` would load at `profile` (None when it would compute instead).
     """
-    from multisource.experiments.runner import stored_state
+    from multisource.experiments.runner import interim_results, stored_state
 
     stored: dict[str, str | None] = {}
     for name in chapter_experiments(chapter):
         state = stored_state(name, profile)
         stored[name] = (state.record or {}).get("csv_sha256") if state.state == "current" \
             else None
+        if state.state == "missing":
+            interim = interim_results(name, profile)
+            if interim is not None:     # a run in progress: its verified finished tasks
+                table = interim.frame.to_csv(index=False).encode()
+                stored[name] = f"interim {len(interim.tasks)}/{interim.tasks_total} " \
+                               f"{sha256_bytes(table)}"
     return {"source_sha256": sha256_bytes(chapter.source.read_bytes()),
             "code_hash": modules_hash(chapter_code_modules(chapter)),
             "stored_results": stored}
@@ -928,7 +934,7 @@ def stale_results(chapter: Chapter, profile: str) -> list[tuple[str, Any]]:
     their `StoredState` (loading them would recompute them). When the chapter names what it
     loads, only those count: an experiment registered to the chapter but not yet loaded by it
     (a run still in progress across sessions) does not stop its execution."""
-    from multisource.experiments.runner import stored_state
+    from multisource.experiments.runner import interim_results, stored_state
 
     loaded = _loaded_experiments(chapter)
     found = []
@@ -936,6 +942,8 @@ def stale_results(chapter: Chapter, profile: str) -> list[tuple[str, Any]]:
         if loaded and name not in loaded:
             continue
         state = stored_state(name, profile)
+        if state.state == "missing" and interim_results(name, profile) is not None:
+            continue    # a run in progress: the chapter reads its verified interim rows
         if state.state != "current":
             found.append((name, state))
     return found

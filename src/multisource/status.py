@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from multisource.chapters import CHAPTERS, Chapter, notebook_record, notebook_state
 from multisource.experiments import PROFILES, get, names
-from multisource.experiments.runner import stored_state
+from multisource.experiments.runner import interim_results, stored_state
 from multisource.validation import InputError
 
 DAMAGED = "DAMAGED"
@@ -37,6 +37,11 @@ def _stored_results_summary(chapter_stem: str) -> list[str]:
         for profile in PROFILES:
             state = stored_state(name, profile)
             if state.state == "missing":
+                interim = interim_results(name, profile)
+                if interim is not None:
+                    parts.append(f"{name}[{profile}]: IN PROGRESS: {len(interim.tasks)} of "
+                                 f"{interim.tasks_total} tasks finished (verified checkpoint; "
+                                 f"`multisource run {name} --profile {profile}` resumes it)")
                 continue
             if state.state == "invalid":
                 parts.append(f"{name}[{profile}]: INVALID ({state.reason})")

@@ -401,3 +401,18 @@ def _csv_path(experiment: Experiment, profile: str, results_dir: Path | None) ->
     if results_dir is None:
         return results_path(experiment.name, profile)
     return results_dir / experiment.name / f"{profile}.csv"
+
+
+def load_or_interim(name: str, profile: str = "book", device: str = "auto"
+                    ) -> StoredResults | InterimResults:
+    """Stored results when current; else, for a run in progress across sessions, the verified
+    finished tasks of its checkpoint (`interim_results`); else `load_or_run`."""
+    stored = load_results(name, profile)
+    if stored is not None:
+        return stored
+    if stored_state(name, profile).state == "missing":
+        interim = interim_results(name, profile)
+        if interim is not None:
+            return interim
+    return load_or_run(name, profile, device)
+
