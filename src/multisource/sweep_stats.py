@@ -429,6 +429,7 @@ def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> 
         out[f"at_bound_pct_{name}"] = 100 * float((frame[f"at_bound_{name}"] > 0).mean())
     out["target_met"] = min(out["fresh_not_improved_pct_multi"],
                             out["fresh_not_improved_pct_single"]) >= 95
+    out["fresh_largest_w"] = float(fresh["largest W"].max())
     known_off = int(fresh["known off"].sum())
     out["fresh_known_off"] = known_off
     out["fresh_detected"] = int(fresh["detected"].sum())
