@@ -61,9 +61,11 @@ execute: venv
 
 # Long experiments (not part of reproduce: the chapters load their stored, provenance-checked
 # results). Rerun them all at a profile, e.g. `make results PROFILE=paper DEVICE=cuda`.
+WORKERS ?= 1
 results: venv data
 	for e in $$($(BIN)/python -c "from multisource.experiments import names; print(*names())"); do \
-	  $(BIN)/multisource run $$e --profile $(PROFILE) --device $(DEVICE) || exit 1; done
+	  $(BIN)/multisource run $$e --profile $(PROFILE) --device $(DEVICE) \
+	    --workers $(WORKERS) || exit 1; done
 
 # Through a temporary file, moved into place only when `status` succeeds: a damaged notebook
 # (exit status 1, reported on the terminal) never empties the committed table.
