@@ -73,8 +73,26 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
+# Import sets and normalised sources, keyed by the file's content: `status` hashes the same
+# modules dozens of times, and parsing them again each time made it take 20 s.
+_IMPORTS: dict[tuple[str, str], frozenset[str]] = {}
+_NORMALISED: dict[str, str] = {}
+
+
+def _content_key(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _imported_modules(module: str, path: Path) -> set[str]:
-    """`multisource` modules named by the import statements anywhere in one source file."""
+    """`multisource` modules named by the import statements anywhere in one source file
+    (cached while the file is unchanged)."""
+    key = (module, _content_key(path))
+    if key not in _IMPORTS:
+        _IMPORTS[key] = frozenset(_parse_imports(module, path))
+    return set(_IMPORTS[key])
+
+
+def _parse_imports(module: str, path: Path) -> set[str]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -115,11 +133,19 @@ def code_modules(module: str) -> list[str]:
 
 
 def normalised_source(path: Path) -> str:
-    """The syntax tree of a module with docstrings dropped, as text.
+    """The syntax tree of a module with docstrings dropped, as text (cached while the file is
+    unchanged).
 
     Comments, docstrings and layout cannot change a number, so editing them does not make
     stored results stale; every statement and expression still counts.
     """
+    key = _content_key(path)
+    if key not in _NORMALISED:
+        _NORMALISED[key] = _normalise(path)
+    return _NORMALISED[key]
+
+
+def _normalise(path: Path) -> str:
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
