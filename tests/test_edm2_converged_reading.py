@@ -11,7 +11,7 @@ from multisource.experiments.edm2_converged import ARMS, SMOKE, model_key
 
 
 def _frame(seeds: int = 6, nll_shift: float = -0.5, accuracy_shift: float = -0.2,
-           capped: tuple[str, ...] = ()) -> pd.DataFrame:
+           capped: tuple[str, ...] = (), improving: tuple[str, ...] = ()) -> pd.DataFrame:
     """Scored rows of the smoke design at every arm: the multi-source models' NLL is lower by
     `nll_shift` (plus noise), their accuracy lower by `accuracy_shift`, FCD unchanged."""
     rng = np.random.default_rng(0)
@@ -32,8 +32,10 @@ def _frame(seeds: int = 6, nll_shift: float = -0.5, accuracy_shift: float = -0.2
                     fcd += rng.normal(0, 0.5)
                 rows.append({"kind": kind, "seed": seed, "model": key, "class": c,
                              "K": len(classes), "nll_bits": nll, "fcd": fcd, "accuracy": acc,
-                             "plateau_reached": key not in capped, "plateau_step": 32,
-                             "cap_step": 48, **{f"arm_{a}": True for a in ARMS}})
+                             "plateau_reached": key not in capped,
+                             "plateau_step": 48 if key in improving else 32,
+                             "stop_step": -1 if key in capped else 40, "cap_step": 48,
+                             **{f"arm_{a}": True for a in ARMS}})
     rows.append({"kind": "curve", "seed": 0, "model": "8", "step": 8})   # ignored
     return pd.DataFrame(rows)
 
@@ -66,11 +68,18 @@ def test_reading_words_follow_the_metric_direction():
 
 
 def test_plateau_checks_name_the_capped_models_and_their_comparisons():
-    frame = _frame(capped=("1",))
-    assert r.capped_models(frame) == ["1"]
+    """Model 1 hits its cap while still improving (best bound at the cap); model 8 3 5 hits
+    its cap after passing its minimum (best bound before the cap)."""
+    frame = _frame(capped=("1", "8 3 5"), improving=("1",))
+    assert r.capped_models(frame) == ["1", "8 3 5"]
+    table = r.plateau_table(frame).set_index("model")
+    assert not table.loc["1", "minimum_inside"].any()
+    assert table.loc["8 3 5", "minimum_inside"].all() and table.loc["8", "minimum_inside"].all()
     reached = r.comparison_reached(frame, SMOKE).set_index("setting")
-    assert bool(reached.loc["3", "all reached"]) and not bool(reached.loc["far", "all reached"])
-    assert reached.loc["far", "capped"] == "1"
+    assert not bool(reached.loc["3", "all reached"]) and reached.loc["3", "capped"] == "8 3 5"
+    assert bool(reached.loc["3", "all minima inside"])
+    assert not bool(reached.loc["far", "all minima inside"])
+    assert reached.loc["far", "improving"] == "1"
 
 
 def test_an_unknown_arm_is_refused():

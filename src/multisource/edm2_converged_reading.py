@@ -110,11 +110,17 @@ def reading(metric: str, low: float, high: float) -> str:
 
 
 def plateau_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per model and seed: the plateau arm's step, the cap, and whether the stopping rule fired
-    (False: the model stopped at its cap)."""
+    """Per model and seed: the plateau arm's step (the best validation bound), the cap, whether
+    the stopping rule fired (`plateau_reached`; False: the model stopped at its cap), and
+    whether the best validation bound lies before the run's last evaluation
+    (`minimum_inside`: the bound was worse at every later evaluation, so the run passed its
+    minimum even where the rule had no evaluation left to confirm it)."""
     rows = scored(frame, "plateau")
     first = rows.sort_values("class").groupby(["seed", "model"], sort=True).first().reset_index()
-    return first[["seed", "model", "K", "plateau_reached", "plateau_step", "cap_step"]]
+    last = np.where(first["plateau_reached"].astype(bool), first["stop_step"], first["cap_step"])
+    first["minimum_inside"] = first["plateau_step"].to_numpy(float) < last.astype(float)
+    return first[["seed", "model", "K", "plateau_reached", "minimum_inside", "plateau_step",
+                  "cap_step"]]
 
 
 def capped_models(frame: pd.DataFrame) -> list[str]:
@@ -125,18 +131,23 @@ def capped_models(frame: pd.DataFrame) -> list[str]:
 
 def comparison_reached(frame: pd.DataFrame, config: Edm2ConvergedConfig) -> pd.DataFrame:
     """Per compared group: whether every model it compares (the multi-source model and each
-    class's single-source model) reached its plateau in every seed."""
+    class's single-source model) fired its stopping rule in every seed (`all reached`, with
+    the ones that did not in `capped`), and whether every one passed its validation minimum
+    (`all minima inside`, with the ones still improving at their cap in `improving`)."""
     table = plateau_table(frame).assign(model=lambda t: t.model.astype(str))
     reached = table.groupby("model").plateau_reached.all()
+    inside = table.groupby("model").minimum_inside.all()
     out = []
     for point in compared_groups(config):
         classes = tuple(int(c) for c in point["classes"])
         if len(classes) < 2:
             continue
         models = [model_key(classes)] + [model_key((c,)) for c in classes]
-        missing = [m for m in models if not bool(reached.get(m, False))]
+        capped = [m for m in models if not bool(reached.get(m, False))]
+        improving = [m for m in models if not bool(inside.get(m, False))]
         out.append({"sweep": point["sweep"], "setting": point["setting"],
-                    "all reached": not missing, "capped": ", ".join(missing)})
+                    "all reached": not capped, "capped": ", ".join(capped),
+                    "all minima inside": not improving, "improving": ", ".join(improving)})
     return pd.DataFrame(out)
 
 
