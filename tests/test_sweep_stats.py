@@ -60,6 +60,16 @@ def test_search_only_swaps_in_the_random_search_fits():
     assert frame.tv_multi.tolist() == [0.1]                   # the input is left alone
 
 
+def test_with_fresh_block_takes_the_fresh_fit_only_where_it_is_more_likely():
+    frame = pd.DataFrame({f"{p}{m}_{e}": v for p, v in (("", [0.1, 0.1]), ("fresh_", [0.3, 0.4]))
+                          for m in ("tv", "hellinger", "sqrt_kl") for e in ("multi", "single")})
+    for e in ("multi", "single"):
+        frame[f"nll_{e}"] = [1.0, 1.0]
+        frame[f"fresh_nll_{e}"] = [0.9, 1.1]
+    out = ss.with_fresh_block(frame)
+    assert out.tv_multi.tolist() == [0.3, 0.1] and out.nll_single.tolist() == [0.9, 1.0]
+
+
 def test_fresh_check_counts_improvements_and_its_detection_rate():
     """Two of four search fits are known off (teacher start beats them by > 1 W); the fresh
     block catches one of them; it improves one selected fit by > 1 W."""

@@ -338,6 +338,9 @@ def fit_and_check(config: NetworkSweep, family: NetworkFamily, model: Any, count
         "search_wilks_pass": search_wilks_ok,
         "search_wilks_statistic": search_statistic,
         "search_gap_to_best": search.train_nll - best_known,
+        **{f"fresh_{k}": v
+           for k, v in distances(family.probs(model, fresh.params), truth).items()},
+        "fresh_nll": fresh.train_nll,
         "fresh_improvement": 2.0 * n * (fit.train_nll - fresh.train_nll),
         "fresh_improvement_search": 2.0 * n * (search.train_nll - fresh.train_nll),
         "fresh_converged": fresh.converged,
