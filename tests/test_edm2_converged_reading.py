@@ -85,3 +85,33 @@ def test_plateau_checks_name_the_capped_models_and_their_comparisons():
 def test_an_unknown_arm_is_refused():
     with pytest.raises(ValueError, match="arm must be one of"):
         r.scored(_frame(seeds=2), "nosuch")
+
+
+def _with_curve(frame: pd.DataFrame, model: str, values: list[float], ses: list[float]
+                ) -> pd.DataFrame:
+    """Seed 0's validation curve of `model` at steps 8, 16, ... (one value per step)."""
+    curve = [{"kind": "curve", "seed": 0, "model": model, "step": 8 * (i + 1),
+              "val_nll_bits": v, "val_change_se": se}
+             for i, (v, se) in enumerate(zip(values, ses, strict=True))]
+    return pd.concat([frame, pd.DataFrame(curve)], ignore_index=True)
+
+
+def test_a_minimum_is_confirmed_only_by_a_rise_beyond_the_summed_standard_errors():
+    """Model 8 3 5 stops at its cap (48) after its best bound at step 32: a rise of 0.05 over
+    two changes of SE 0.01 each is 2.5 conservative SEs (confirmed); the same rise with SEs
+    of 0.02 is 1.25 (not confirmed, though the minimum is inside)."""
+    base = _frame(capped=("8 3 5",))
+    values = [-1.0, -1.2, -1.28, -1.3, -1.27, -1.25]
+    confirmed = r.plateau_table(_with_curve(base, "8 3 5", values, [0.01] * 6), z=2.0)
+    row = confirmed.set_index(["seed", "model"]).loc[(0, "8 3 5")]
+    assert row["rise_z"] == pytest.approx(0.05 / 0.02)
+    assert bool(row["minimum_inside"]) and bool(row["minimum_confirmed"])
+    noisy = r.plateau_table(_with_curve(base, "8 3 5", values, [0.02] * 6), z=2.0)
+    row = noisy.set_index(["seed", "model"]).loc[(0, "8 3 5")]
+    assert row["rise_z"] == pytest.approx(0.05 / 0.04)
+    assert bool(row["minimum_inside"]) and not bool(row["minimum_confirmed"])
+    # a model whose rule fired counts as confirmed; a capped one without a curve does not
+    assert confirmed.set_index(["seed", "model"]).loc[(0, "8"), "minimum_confirmed"]
+    assert not confirmed.set_index(["seed", "model"]).loc[(1, "8 3 5"), "minimum_confirmed"]
+    reached = r.comparison_reached(_with_curve(base, "8 3 5", values, [0.01] * 6), SMOKE)
+    assert reached.set_index("setting").loc["3", "unconfirmed"] == "8 3 5"   # seeds 1-5

@@ -109,18 +109,45 @@ def reading(metric: str, low: float, high: float) -> str:
     return "multi better" if multi_higher == higher_is_better else "single better"
 
 
-def plateau_table(frame: pd.DataFrame) -> pd.DataFrame:
+def plateau_table(frame: pd.DataFrame, z: float = 2.0) -> pd.DataFrame:
     """Per model and seed: the plateau arm's step (the best validation bound), the cap, whether
     the stopping rule fired (`plateau_reached`; False: the model stopped at its cap), and
     whether the best validation bound lies before the run's last evaluation
     (`minimum_inside`: the bound was worse at every later evaluation, so the run passed its
-    minimum even where the rule had no evaluation left to confirm it)."""
+    minimum even where the rule had no evaluation left to confirm it).
+
+    `rise_z`: how far the bound at the run's last evaluation lies above its best, in standard
+    errors (NaN where the best is the last evaluation, or no curve rows are given). The
+    standard error is a conservative bound: the sum of the paired standard errors of the
+    changes between consecutive evaluations from the best to the last (the SD of a sum is at
+    most the sum of the SDs). `minimum_confirmed`: the rule fired, or `rise_z` > `z`: a rise
+    that evaluation noise does not explain, so the chosen snapshot is a real minimum."""
     rows = scored(frame, "plateau")
     first = rows.sort_values("class").groupby(["seed", "model"], sort=True).first().reset_index()
     last = np.where(first["plateau_reached"].astype(bool), first["stop_step"], first["cap_step"])
     first["minimum_inside"] = first["plateau_step"].to_numpy(float) < last.astype(float)
-    return first[["seed", "model", "K", "plateau_reached", "minimum_inside", "plateau_step",
-                  "cap_step"]]
+    first["rise_z"] = [_rise_z(frame, row.seed, str(row.model), float(row.plateau_step))
+                       for row in first.itertuples()]
+    first["minimum_confirmed"] = (first["plateau_reached"].astype(bool)
+                                  | (first["rise_z"].fillna(-math.inf) > z))
+    return first[["seed", "model", "K", "plateau_reached", "minimum_inside", "rise_z",
+                  "minimum_confirmed", "plateau_step", "cap_step"]]
+
+
+def _rise_z(frame: pd.DataFrame, seed: Any, model: str, best_step: float) -> float:
+    """(bound at the last evaluation - bound at `best_step`) / (sum of the paired standard
+    errors of the changes after `best_step`); NaN without a later evaluation."""
+    if "val_nll_bits" not in frame:
+        return math.nan
+    curve = frame[(frame["kind"] == "curve") & (frame["seed"] == seed)
+                  & (frame["model"].astype(str) == model)].sort_values("step")
+    at_best = curve[curve["step"] == best_step]
+    after = curve[curve["step"] > best_step]
+    if at_best.empty or after.empty:
+        return math.nan
+    se = float(after["val_change_se"].sum())
+    rise = float(after["val_nll_bits"].iloc[-1] - at_best["val_nll_bits"].iloc[0])
+    return rise / se if se > 0 else math.nan
 
 
 def capped_models(frame: pd.DataFrame) -> list[str]:
@@ -132,11 +159,14 @@ def capped_models(frame: pd.DataFrame) -> list[str]:
 def comparison_reached(frame: pd.DataFrame, config: Edm2ConvergedConfig) -> pd.DataFrame:
     """Per compared group: whether every model it compares (the multi-source model and each
     class's single-source model) fired its stopping rule in every seed (`all reached`, with
-    the ones that did not in `capped`), and whether every one passed its validation minimum
-    (`all minima inside`, with the ones still improving at their cap in `improving`)."""
+    the ones that did not in `capped`), whether every one passed its validation minimum
+    (`all minima inside`, with the ones still improving at their cap in `improving`), and
+    whether every one's minimum is confirmed (`all confirmed`: the rule fired or the bound
+    rose beyond noise after it; the others in `unconfirmed`)."""
     table = plateau_table(frame).assign(model=lambda t: t.model.astype(str))
     reached = table.groupby("model").plateau_reached.all()
     inside = table.groupby("model").minimum_inside.all()
+    confirmed = table.groupby("model").minimum_confirmed.all()
     out = []
     for point in compared_groups(config):
         classes = tuple(int(c) for c in point["classes"])
@@ -145,9 +175,11 @@ def comparison_reached(frame: pd.DataFrame, config: Edm2ConvergedConfig) -> pd.D
         models = [model_key(classes)] + [model_key((c,)) for c in classes]
         capped = [m for m in models if not bool(reached.get(m, False))]
         improving = [m for m in models if not bool(inside.get(m, False))]
+        unconfirmed = [m for m in models if not bool(confirmed.get(m, False))]
         out.append({"sweep": point["sweep"], "setting": point["setting"],
                     "all reached": not capped, "capped": ", ".join(capped),
-                    "all minima inside": not improving, "improving": ", ".join(improving)})
+                    "all minima inside": not improving, "improving": ", ".join(improving),
+                    "all confirmed": not unconfirmed, "unconfirmed": ", ".join(unconfirmed)})
     return pd.DataFrame(out)
 
 
