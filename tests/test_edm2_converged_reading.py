@@ -115,3 +115,22 @@ def test_a_minimum_is_confirmed_only_by_a_rise_beyond_the_summed_standard_errors
     assert not confirmed.set_index(["seed", "model"]).loc[(1, "8 3 5"), "minimum_confirmed"]
     reached = r.comparison_reached(_with_curve(base, "8 3 5", values, [0.01] * 6), SMOKE)
     assert reached.set_index("setting").loc["3", "unconfirmed"] == "8 3 5"   # seeds 1-5
+
+
+def test_the_extension_replaces_only_the_runs_it_retrained():
+    """Seed 0's model 1 was capped in the base run; the extension retrained it (a later
+    plateau step, rule fired). Seed 1's model 1 is not in the extension yet: it keeps its
+    base rows. A run of the extension for a seed the base has not finished is not added."""
+    base = _frame(seeds=2, capped=("1",), improving=("1",))
+    ext = base[(base["model"] == "1") & (base["seed"] == 0)].copy()
+    ext["plateau_reached"], ext["stop_step"], ext["plateau_step"] = True, 96, 64
+    ext = pd.concat([ext, ext.assign(seed=5)], ignore_index=True)
+    merged, replaced = r.with_extension(base, ext)
+    assert replaced == 1 and len(merged) == len(base)
+    table = r.plateau_table(merged).set_index(["seed", "model"])
+    assert bool(table.loc[(0, "1"), "plateau_reached"])
+    assert table.loc[(0, "1"), "plateau_step"] == 64
+    assert not bool(table.loc[(1, "1"), "plateau_reached"])
+    assert 5 not in set(merged["seed"])
+    unchanged, none = r.with_extension(base, ext.iloc[0:0])
+    assert none == 0 and unchanged is base

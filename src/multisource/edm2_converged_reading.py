@@ -35,6 +35,24 @@ METRICS: dict[str, tuple[str, int]] = {
 SCOPES = ("anchor", "K-average")
 
 
+def with_extension(frame: pd.DataFrame, extension: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The base run's rows with every (seed, model) the extension run (`edm2_extension`)
+    retrained replaced by the extension's rows (curve and scored alike: the same model trained
+    on to a larger cap). Returns the merged rows and how many (seed, model) runs were
+    replaced; runs the extension has not reached keep the base rows."""
+    if extension.empty:
+        return frame, 0
+    ext = extension[extension["kind"].isin(["curve", "multi", "single"])]
+    keys = set(zip(ext["seed"].astype(int), ext["model"].astype(str), strict=True))
+    seeds = pd.to_numeric(frame["seed"], errors="coerce").fillna(-1).astype(int)
+    in_base = {k for k in keys if ((seeds == k[0]) & (frame["model"].astype(str) == k[1])).any()}
+    drop = pd.Series([(s, str(m)) in in_base for s, m in zip(seeds, frame["model"], strict=True)],
+                     index=frame.index)
+    take = [(int(s), str(m)) in in_base for s, m in zip(ext["seed"], ext["model"], strict=True)]
+    merged = pd.concat([frame[~drop], ext[take]], ignore_index=True)
+    return merged, len(in_base)
+
+
 def scored(frame: pd.DataFrame, arm: str) -> pd.DataFrame:
     """The scored rows (one per model, class and seed) of one arm's snapshot."""
     if arm not in ARMS:
