@@ -95,7 +95,7 @@ def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
     p = hits / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return centre - half, centre + half
+    return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
 def miss_rate(rows: list[dict], search: str, better: str, tolerance: float,
