@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +39,7 @@ from multisource.experiments.sweep import (
     setting_rng,
 )
 from multisource.models.split_fit import fit_from, fit_with_rule, gaussian_in_box
+from multisource.pooling.evaluate import wilson
 
 BUDGETS = (15, 40, 80)
 SEARCHES = ("rule", *(f"B{b}" for b in BUDGETS))
@@ -86,16 +86,6 @@ def seed_rows(config: NetworkSweep, fam: NetworkFamily, seed: int) -> list[dict]
                      "teacher": at_teacher.train_nll, "fresh": fresh.train_nll,
                      **{k: f.train_nll for k, f in fits.items()}})
     return rows
-
-
-def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion."""
-    if total == 0:
-        return math.nan, math.nan
-    p = hits / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
 def miss_rate(rows: list[dict], search: str, better: str, tolerance: float,

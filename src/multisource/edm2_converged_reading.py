@@ -43,14 +43,18 @@ def with_extension(frame: pd.DataFrame, extension: pd.DataFrame) -> tuple[pd.Dat
     if extension.empty:
         return frame, 0
     ext = extension[extension["kind"].isin(["curve", "multi", "single"])]
-    keys = set(zip(ext["seed"].astype(int), ext["model"].astype(str), strict=True))
-    seeds = pd.to_numeric(frame["seed"], errors="coerce").fillna(-1).astype(int)
-    in_base = {k for k in keys if ((seeds == k[0]) & (frame["model"].astype(str) == k[1])).any()}
-    drop = pd.Series([(s, str(m)) in in_base for s, m in zip(seeds, frame["model"], strict=True)],
-                     index=frame.index)
-    take = [(int(s), str(m)) in in_base for s, m in zip(ext["seed"], ext["model"], strict=True)]
-    merged = pd.concat([frame[~drop], ext[take]], ignore_index=True)
-    return merged, len(in_base)
+    ext_keys = _run_keys(ext)
+    base_keys = _run_keys(frame)
+    replaced = set(ext_keys) & set(base_keys)
+    keep = [k not in replaced for k in base_keys]
+    take = [k in replaced for k in ext_keys]
+    return pd.concat([frame[keep], ext[take]], ignore_index=True), len(replaced)
+
+
+def _run_keys(rows: pd.DataFrame) -> list[tuple[int, str]]:
+    """(seed, model) of every row; rows without a seed (the similarity task) get seed -1."""
+    seeds = pd.to_numeric(rows["seed"], errors="coerce").fillna(-1).astype(int)
+    return list(zip(seeds, rows["model"].astype(str), strict=True))
 
 
 def scored(frame: pd.DataFrame, arm: str) -> pd.DataFrame:
