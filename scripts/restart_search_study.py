@@ -11,9 +11,14 @@ each search it reports how often the teacher start and the fresh block find a fi
 by more than the sweep's tolerance (`teacher_tolerance` units of Wilks' W = 2 n x mean NLL),
 with Wilson intervals: the rate a search misses the maximiser, as a function of its size.
 
+With `--continued`, the searches are instead the first C starts each run to convergence
+(`screen = steps`: no screening, every start continued) at C = 15 and 40, the variant the
+screened searches suggested (a larger screened search can select a worse basin). Rows go to
+their own file.
+
 Nothing here enters the book; the figures are quoted in a closing note. Usage:
 
-    python scripts/restart_search_study.py {ar,mlp} [--seeds 20] [--out _build/studies]
+    python scripts/restart_search_study.py {ar,mlp} [--seeds 20] [--continued] [--out DIR]
 
 Each seed takes about 35 s (ar) or 55 s (mlp) on one core; rows are appended as they finish,
 so an interrupted study resumes where it stopped.
@@ -43,6 +48,8 @@ from multisource.pooling.evaluate import wilson
 
 BUDGETS = (15, 40, 80)
 SEARCHES = ("rule", *(f"B{b}" for b in BUDGETS))
+CONTINUED = (15, 40)
+CONTINUED_SEARCHES = tuple(f"C{c}" for c in CONTINUED)
 
 
 def family(name: str) -> tuple[NetworkSweep, NetworkFamily]:
@@ -54,9 +61,11 @@ def family(name: str) -> tuple[NetworkSweep, NetworkFamily]:
     return MLP_PROFILES["book"], SPIN_FAMILY
 
 
-def seed_rows(config: NetworkSweep, fam: NetworkFamily, seed: int) -> list[dict]:
+def seed_rows(config: NetworkSweep, fam: NetworkFamily, seed: int, continued: bool = False
+              ) -> list[dict]:
     """Mean training NLL of every search, the teacher start and the fresh block, per estimator,
-    for one seed of the default setting (the sweep's own data and starts)."""
+    for one seed of the default setting (the sweep's own data and starts). `continued`: the
+    searches that continue every start (`CONTINUED_SEARCHES`) instead of the screened ones."""
     task = {"K": config.K_default, "n": config.n_default, "beta_sim": config.beta_default,
             "seed": seed}
     n = int(task["n"])
@@ -77,10 +86,16 @@ def seed_rows(config: NetworkSweep, fam: NetworkFamily, seed: int) -> list[dict]
                                 generator)
         rule = config.rule(n)
         cache: dict = {}
-        fits = {"rule": fit_with_rule(problem, starts, extra, rule, cache)}
-        for b in BUDGETS:
-            fits[f"B{b}"] = fit_with_rule(
-                problem, starts, extra, replace(rule, block=b, min_blocks=1, max_blocks=1), cache)
+        if continued:
+            every = replace(rule, screen=rule.steps, min_blocks=1, max_blocks=1)
+            fits = {f"C{c}": fit_with_rule(problem, starts, extra, replace(every, block=c),
+                                           cache) for c in CONTINUED}
+        else:
+            fits = {"rule": fit_with_rule(problem, starts, extra, rule, cache)}
+            for b in BUDGETS:
+                fits[f"B{b}"] = fit_with_rule(
+                    problem, starts, extra, replace(rule, block=b, min_blocks=1, max_blocks=1),
+                    cache)
         fresh = fresh_search(config, fam, model, problem, n, torch_seed)
         rows.append({"seed": seed, "estimator": name, "n": n,
                      "teacher": at_teacher.train_nll, "fresh": fresh.train_nll,
@@ -100,13 +115,14 @@ def miss_rate(rows: list[dict], search: str, better: str, tolerance: float,
     return f"{hits}/{len(rows)} [{low:.2f}, {high:.2f}]"
 
 
-def summary(rows: list[dict], tolerance: float) -> list[str]:
+def summary(rows: list[dict], tolerance: float, searches: tuple[str, ...] = SEARCHES
+            ) -> list[str]:
     """Per estimator and search: how often the teacher start, and the fresh block, beat the
     search (and the search with the teacher start added) by more than `tolerance` W."""
     lines = []
     for estimator in ("multi", "single"):
         these = [r for r in rows if r["estimator"] == estimator]
-        for search in SEARCHES:
+        for search in searches:
             lines.append(
                 f"{estimator:6s} {search:5s} teacher beats search "
                 f"{miss_rate(these, search, 'teacher', tolerance)}; fresh beats search "
@@ -119,13 +135,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("family", choices=("ar", "mlp"))
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--continued", action="store_true",
+                        help="continue every start to convergence (C15, C40)")
     parser.add_argument("--out", type=Path, default=Path("_build/studies"))
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     config, fam = family(args.family)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"restart_search_{args.family}.jsonl"
+    stem = f"restart_search_{args.family}" + ("_continued" if args.continued else "")
+    path = args.out / f"{stem}.jsonl"
     done = [json.loads(line) for line in path.open()] if path.exists() else []
     torch.set_num_threads(1)
     with threadpool_limits(1), path.open("a") as sink:
@@ -133,18 +152,19 @@ def main() -> None:
             if any(r["seed"] == seed for r in done):
                 continue
             started = time.perf_counter()
-            rows = seed_rows(config, fam, seed)
+            rows = seed_rows(config, fam, seed, args.continued)
             for row in rows:
                 sink.write(json.dumps(row) + "\n")
             sink.flush()
             done += rows
             print(f"seed {seed}: {time.perf_counter() - started:.1f} s", flush=True)
     done = [r for r in done if r["seed"] < args.seeds]
-    with (args.out / f"restart_search_{args.family}.csv").open("w", newline="") as table:
+    with (args.out / f"{stem}.csv").open("w", newline="") as table:
         writer = csv.DictWriter(table, fieldnames=list(done[0]))
         writer.writeheader()
         writer.writerows(done)
-    print("\n".join(summary(done, config.teacher_tolerance)))
+    searches = CONTINUED_SEARCHES if args.continued else SEARCHES
+    print("\n".join(summary(done, config.teacher_tolerance, searches)))
 
 
 if __name__ == "__main__":
