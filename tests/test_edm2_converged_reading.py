@@ -134,3 +134,22 @@ def test_the_extension_replaces_only_the_runs_it_retrained():
     assert 5 not in set(merged["seed"])
     unchanged, none = r.with_extension(base, ext.iloc[0:0])
     assert none == 0 and unchanged is base
+
+
+def test_the_extension_check_counts_a_confirmed_minimum_the_longer_run_beat_as_a_false_pass():
+    """Seed 0's model 8 3 5 was capped at 48 with its best at 32 and a rise of 2.5 SE
+    (confirmed). Extended, in case (a) the rule fires at 64 with the same best snapshot; in
+    case (b) the bound falls to -1.35 at 64 (a later, better snapshot): a false pass."""
+    values = [-1.0, -1.2, -1.28, -1.3, -1.27, -1.25]
+    before = _with_curve(_frame(seeds=1, capped=("8 3 5",)), "8 3 5", values, [0.01] * 6)
+    for later, same, gain in [(-1.26, True, 0.0), (-1.35, False, 0.05)]:
+        after = _with_curve(_frame(seeds=1), "8 3 5", [*values, -1.2, later], [0.01] * 8)
+        key = (after["model"] == "8 3 5") & (after["kind"] == "multi")
+        after.loc[key, ["cap_step", "stop_step"]] = 96, 64
+        after.loc[key, "plateau_step"] = 32 if same else 64
+        check = r.extension_check(before, after)
+        assert list(check["model"]) == ["8 3 5"]
+        row = check.iloc[0]
+        assert bool(row["minimum_confirmed_base"]) and bool(row["plateau_reached_extended"])
+        assert bool(row["same_snapshot"]) is same
+        assert row["gain_bits"] == pytest.approx(gain)

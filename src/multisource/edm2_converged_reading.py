@@ -36,10 +36,11 @@ SCOPES = ("anchor", "K-average")
 
 
 def with_extension(frame: pd.DataFrame, extension: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The base run's rows with every (seed, model) the extension run (`edm2_extension`)
-    retrained replaced by the extension's rows (curve and scored alike: the same model trained
-    on to a larger cap). Returns the merged rows and how many (seed, model) runs were
-    replaced; runs the extension has not reached keep the base rows."""
+    """The base run's rows with every (seed, model) an extension run (`edm2_extension`,
+    `edm2_extension_grid`) retrained replaced by the extension's rows (curve and scored
+    alike: the same model trained on to a larger cap). Returns the merged rows and how many
+    (seed, model) runs were replaced; runs the extension has not reached keep the base
+    rows."""
     if extension.empty:
         return frame, 0
     ext = extension[extension["kind"].isin(["curve", "multi", "single"])]
@@ -49,6 +50,40 @@ def with_extension(frame: pd.DataFrame, extension: pd.DataFrame) -> tuple[pd.Dat
     keep = [k not in replaced for k in base_keys]
     take = [k in replaced for k in ext_keys]
     return pd.concat([frame[keep], ext[take]], ignore_index=True), len(replaced)
+
+
+def extension_check(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Per (seed, model) run an extension replaced: what the base run had chosen (snapshot
+    step, whether its minimum was confirmed) against what the longer run found (rule fired,
+    snapshot step, best validation bound). `same_snapshot` False on a base run whose minimum
+    was confirmed is a false pass of the confirmation check; `gain_bits` is how much lower
+    the longer run's best bound is than the base run's."""
+    old = plateau_table(before).assign(model=lambda t: t.model.astype(str))
+    new = plateau_table(after).assign(model=lambda t: t.model.astype(str))
+    both = old.merge(new, on=["seed", "model"], suffixes=("_base", "_extended"))
+    changed = [(s, m) for s, m, a, b in zip(both.seed, both.model, both.cap_step_base,
+                                            both.cap_step_extended, strict=True) if a != b]
+    both = both[[(s, m) in changed for s, m in zip(both.seed, both.model, strict=True)]]
+    both["best_bits_base"] = [_bound_at(before, s, m, t) for s, m, t in
+                              zip(both.seed, both.model, both.plateau_step_base, strict=True)]
+    both["best_bits_extended"] = [_bound_at(after, s, m, t) for s, m, t in
+                                  zip(both.seed, both.model, both.plateau_step_extended,
+                                      strict=True)]
+    both["same_snapshot"] = both["plateau_step_base"] == both["plateau_step_extended"]
+    both["gain_bits"] = both["best_bits_base"] - both["best_bits_extended"]
+    return both[["seed", "model", "K_base", "plateau_reached_base", "minimum_confirmed_base",
+                 "rise_z_base", "plateau_step_base", "plateau_reached_extended",
+                 "plateau_step_extended", "same_snapshot", "gain_bits"]].rename(
+        columns={"K_base": "K"}).reset_index(drop=True)
+
+
+def _bound_at(frame: pd.DataFrame, seed: Any, model: str, step: float) -> float:
+    """The validation bound of one run at one evaluated step (NaN without curve rows)."""
+    if "val_nll_bits" not in frame:
+        return math.nan
+    at = frame[(frame["kind"] == "curve") & (frame["seed"] == seed)
+               & (frame["model"].astype(str) == model) & (frame["step"] == step)]
+    return float(at["val_nll_bits"].iloc[0]) if len(at) else math.nan
 
 
 def _run_keys(rows: pd.DataFrame) -> list[tuple[int, str]]:
