@@ -279,3 +279,20 @@ def test_interim_results_hold_the_finished_tasks_of_an_interrupted_run(tmp_path)
     assert list(interim.frame.value) == [0.0, 1.0] and "2 of 4 tasks" in interim.origin()
     _register(fail_at=2, scale=2.0)                     # another config: nothing of ours
     assert interim_results("toy", "book", results_dir=tmp_path) is None
+
+
+def test_name_columns_come_back_as_the_text_that_was_stored(tmp_path) -> None:
+    """A class named "8" is stored as 8 in the CSV; loaded, it is the text "8" again (not 8.0),
+    and so is a model key; other columns keep their numeric types."""
+    register(Experiment(
+        name="toy_names", description="toy", chapter="none",
+        profiles={p: ToyConfig() for p in ("smoke", "book", "paper")},
+        tasks=lambda c: [{"i": i} for i in range(2)],
+        run_task=lambda c, t, d: [{"i": t["i"], "class_name": str(8 + t["i"]),
+                                   "model": str(t["i"])}]))
+    run_experiment("toy_names", "book", "cpu", progress=False, results_dir=tmp_path)
+    loaded = load_results("toy_names", "book", results_dir=tmp_path)
+    assert loaded is not None
+    assert list(loaded.frame["class_name"]) == ["8", "9"]
+    assert list(loaded.frame["model"]) == ["0", "1"]
+    assert list(loaded.frame["i"]) == [0, 1]

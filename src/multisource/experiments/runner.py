@@ -57,7 +57,8 @@ class StoredResults:
     def origin(self) -> str:
         """Where the numbers come from, in words a chapter prints beside them."""
         record = self.provenance
-        what = ("recomputed for this execution (the stored results did not match the code)"
+        what = ("computed outside the committed results (in _build/results: this profile has "
+                "no committed results, or they did not match the code)"
                 if self.recomputed else "stored results")
         return (f"{what}, config {record.get('config_hash')}, "
                 f"commit {str(record.get('git_commit'))[:10]}, {record.get('device')}")
@@ -303,6 +304,11 @@ def stored_state(name: str, profile: str, *, results_dir: Path | None = None) ->
     return StoredState("current", "", record)
 
 
+# Columns that hold names: read back as text even where every value looks like a number (the
+# digits' class names are "0" to "9"; read as numbers, they would come back as 8.0).
+TEXT_COLUMNS = ("class_name", "model")
+
+
 def load_results(name: str, profile: str, *, results_dir: Path | None = None
                  ) -> StoredResults | None:
     """The stored table of `name` at `profile` if its provenance matches the current code.
@@ -320,7 +326,7 @@ def load_results(name: str, profile: str, *, results_dir: Path | None = None
     if state.state != "current":
         return None
     try:
-        frame = pd.read_csv(csv_path)
+        frame = pd.read_csv(csv_path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
     except (ValueError, pd.errors.ParserError) as exc:
         raise InputError(f"results file {csv_path.name} for {name}[{profile}] is unreadable "
                          f"({type(exc).__name__}); rerun `multisource run {name} "
