@@ -12,9 +12,10 @@ by more than the sweep's tolerance (`teacher_tolerance` units of Wilks' W = 2 n 
 with Wilson intervals: the rate a search misses the maximiser, as a function of its size.
 
 With `--continued`, the searches are instead the first C starts each run to convergence
-(`screen = steps`: no screening, every start continued) at C = 15 and 40, the variant the
-screened searches suggested (a larger screened search can select a worse basin). Rows go to
-their own file.
+(`screen = steps`: no screening, every start continued) at C = 10, 20, 40 and 80 (nested), the
+variant the screened searches suggested (a larger screened search can select a worse basin).
+Rows go to their own file and also carry each fit's TV, Hellinger and sqrt(KL) distance to
+the teacher, so the multi/single ratio can be read against the budget.
 
 Nothing here enters the book; the figures are quoted in a closing note. Usage:
 
@@ -39,6 +40,7 @@ from threadpoolctl import threadpool_limits
 from multisource.experiments.sweep import (
     NetworkFamily,
     NetworkSweep,
+    distances,
     estimator_classes,
     fresh_search,
     setting_rng,
@@ -48,7 +50,7 @@ from multisource.pooling.evaluate import wilson
 
 BUDGETS = (15, 40, 80)
 SEARCHES = ("rule", *(f"B{b}" for b in BUDGETS))
-CONTINUED = (15, 40)
+CONTINUED = (10, 20, 40, 80)
 CONTINUED_SEARCHES = tuple(f"C{c}" for c in CONTINUED)
 
 
@@ -73,6 +75,7 @@ def seed_rows(config: NetworkSweep, fam: NetworkFamily, seed: int, continued: bo
     torch_seed = int(rng.integers(2**62))
     spec = fam.spec(config, task["K"], task["beta_sim"])
     teacher = fam.teacher(spec, torch.Generator().manual_seed(torch_seed))
+    truth = fam.probs(spec, teacher)
     counts = fam.sample(spec, teacher, n, rng)
     rows = []
     for name, model in estimator_classes(spec):
@@ -80,10 +83,9 @@ def seed_rows(config: NetworkSweep, fam: NetworkFamily, seed: int, continued: bo
         problem = fam.problem(model, counts)
         at_teacher = fit_from(problem, start, config.steps, tolerance=config.tolerance)
         generator = torch.Generator().manual_seed(torch_seed + 1)
-        starts = gaussian_in_box(fam.shapes(model, max(BUDGETS)), fam.box, config.init_scale,
-                                 generator)
-        extra = gaussian_in_box(fam.shapes(model, max(BUDGETS)), fam.box, config.init_scale,
-                                generator)
+        size = max(BUDGETS + CONTINUED)
+        starts = gaussian_in_box(fam.shapes(model, size), fam.box, config.init_scale, generator)
+        extra = gaussian_in_box(fam.shapes(model, size), fam.box, config.init_scale, generator)
         rule = config.rule(n)
         cache: dict = {}
         if continued:
@@ -97,9 +99,14 @@ def seed_rows(config: NetworkSweep, fam: NetworkFamily, seed: int, continued: bo
                     problem, starts, extra, replace(rule, block=b, min_blocks=1, max_blocks=1),
                     cache)
         fresh = fresh_search(config, fam, model, problem, n, torch_seed)
-        rows.append({"seed": seed, "estimator": name, "n": n,
-                     "teacher": at_teacher.train_nll, "fresh": fresh.train_nll,
-                     **{k: f.train_nll for k, f in fits.items()}})
+        row = {"seed": seed, "estimator": name, "n": n,
+               "teacher": at_teacher.train_nll, "fresh": fresh.train_nll,
+               **{k: f.train_nll for k, f in fits.items()}}
+        if continued:
+            for key, fit in [*fits.items(), ("teacher", at_teacher), ("fresh", fresh)]:
+                for metric, value in distances(fam.probs(model, fit.params), truth).items():
+                    row[f"{key}_{metric}"] = value
+        rows.append(row)
     return rows
 
 
