@@ -32,8 +32,10 @@ import csv
 import json
 import time
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -47,6 +49,7 @@ from multisource.experiments.sweep import (
 )
 from multisource.models.split_fit import fit_from, fit_with_rule, gaussian_in_box
 from multisource.pooling.evaluate import wilson
+from multisource.sweep_stats import ratio_interval
 
 BUDGETS = (15, 40, 80)
 SEARCHES = ("rule", *(f"B{b}" for b in BUDGETS))
@@ -138,6 +141,30 @@ def summary(rows: list[dict], tolerance: float, searches: tuple[str, ...] = SEAR
     return lines
 
 
+def budget_lines(rows: list[dict], tolerance: float) -> list[str]:
+    """For the continued searches: how often doubling the budget finds a fit more likely by
+    more than `tolerance` W (per estimator), and the multi/single ratio of the mean distance
+    to the teacher at each budget (Student-t interval over paired seeds)."""
+    lines = []
+    for estimator in ("multi", "single"):
+        these = [r for r in rows if r["estimator"] == estimator]
+        for small, large in pairwise(CONTINUED_SEARCHES):
+            lines.append(f"{estimator:6s} {large} beats {small} "
+                         f"{miss_rate(these, small, large, tolerance)}")
+    by_seed = {(r["seed"], r["estimator"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows if (r["seed"], "single") in by_seed
+                    and (r["seed"], "multi") in by_seed})
+    for metric in ("tv", "hellinger", "sqrt_kl") if len(seeds) > 1 else ():
+        parts = []
+        for search in (*CONTINUED_SEARCHES, "teacher", "fresh"):
+            multi = [by_seed[(s, "multi")][f"{search}_{metric}"] for s in seeds]
+            single = [by_seed[(s, "single")][f"{search}_{metric}"] for s in seeds]
+            ratio, low, high = ratio_interval(np.array(multi), np.array(single))
+            parts.append(f"{search} {ratio:.3f} [{low:.3f}, {high:.3f}]")
+        lines.append(f"ratio {metric} ({len(seeds)} seeds): " + "; ".join(parts))
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("family", choices=("ar", "mlp"))
@@ -172,6 +199,8 @@ def main() -> None:
         writer.writerows(done)
     searches = CONTINUED_SEARCHES if args.continued else SEARCHES
     print("\n".join(summary(done, config.teacher_tolerance, searches)))
+    if args.continued:
+        print("\n".join(budget_lines(done, config.teacher_tolerance)))
 
 
 if __name__ == "__main__":
