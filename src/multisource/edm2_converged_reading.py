@@ -61,9 +61,7 @@ def extension_check(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     old = plateau_table(before).assign(model=lambda t: t.model.astype(str))
     new = plateau_table(after).assign(model=lambda t: t.model.astype(str))
     both = old.merge(new, on=["seed", "model"], suffixes=("_base", "_extended"))
-    changed = [(s, m) for s, m, a, b in zip(both.seed, both.model, both.cap_step_base,
-                                            both.cap_step_extended, strict=True) if a != b]
-    both = both[[(s, m) in changed for s, m in zip(both.seed, both.model, strict=True)]]
+    both = both[both["cap_step_base"] != both["cap_step_extended"]].copy()
     both["best_bits_base"] = [_bound_at(before, s, m, t) for s, m, t in
                               zip(both.seed, both.model, both.plateau_step_base, strict=True)]
     both["best_bits_extended"] = [_bound_at(after, s, m, t) for s, m, t in
@@ -81,9 +79,15 @@ def _bound_at(frame: pd.DataFrame, seed: Any, model: str, step: float) -> float:
     """The validation bound of one run at one evaluated step (NaN without curve rows)."""
     if "val_nll_bits" not in frame:
         return math.nan
-    at = frame[(frame["kind"] == "curve") & (frame["seed"] == seed)
-               & (frame["model"].astype(str) == model) & (frame["step"] == step)]
+    at = _curve(frame, seed, model)
+    at = at[at["step"] == step]
     return float(at["val_nll_bits"].iloc[0]) if len(at) else math.nan
+
+
+def _curve(frame: pd.DataFrame, seed: Any, model: str) -> pd.DataFrame:
+    """The validation-curve rows of one run, by step."""
+    return frame[(frame["kind"] == "curve") & (frame["seed"] == seed)
+                 & (frame["model"].astype(str) == model)].sort_values("step")
 
 
 def _run_keys(rows: pd.DataFrame) -> list[tuple[int, str]]:
@@ -196,8 +200,7 @@ def _rise_z(frame: pd.DataFrame, seed: Any, model: str, best_step: float) -> flo
     errors of the changes after `best_step`); NaN without a later evaluation."""
     if "val_nll_bits" not in frame:
         return math.nan
-    curve = frame[(frame["kind"] == "curve") & (frame["seed"] == seed)
-                  & (frame["model"].astype(str) == model)].sort_values("step")
+    curve = _curve(frame, seed, model)
     at_best = curve[curve["step"] == best_step]
     after = curve[curve["step"] > best_step]
     if at_best.empty or after.empty:
