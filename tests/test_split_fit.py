@@ -107,6 +107,31 @@ def test_restart_rule_screens_in_blocks_and_converges_the_best():
     lazy = sf.fit_with_rule(problem, starts, None, sf.RestartRule(
         block=2, steps=50, screen=10, improvement=1e9, min_blocks=1, max_blocks=3))
     assert lazy.blocks == 2 and lazy.starts == 4     # block 2 gains < 1e9: stop there
+    assert lazy.rule_stopped
+    # at the cap while still improving (the first block always "improves" on nothing)
+    capped = sf.fit_with_rule(problem, starts, None, sf.RestartRule(
+        block=2, steps=50, screen=10, improvement=0.0, min_blocks=1, max_blocks=1))
+    assert capped.blocks == 1 and not capped.rule_stopped
+
+
+def test_continued_rule_shares_its_runs_with_the_budget_curve():
+    """screen = steps runs every start to convergence; a budget curve given the rule's cache
+    reuses those runs (fewer iterations) and gives the fits it would give alone."""
+    spec, _, counts = _data(K=3, n=300)
+    problem = ar.neural_ar_problem(spec, counts)
+    gen = torch.Generator().manual_seed(5)
+    shapes = ar.neural_ar_shapes(spec, 4)
+    first, second = (sf.gaussian_in_box(shapes, ar.AR_BOX, 0.5, gen) for _ in range(2))
+    rule = sf.RestartRule(block=2, steps=300, screen=300, tolerance=1e-4, min_blocks=2,
+                          max_blocks=2)
+    cache: dict = {}
+    fit = sf.fit_with_rule(problem, first, second, rule, cache)
+    shared = sf.budget_curve(problem, first, second, rule, (2, 4), cache)
+    alone = sf.budget_curve(problem, first, second, rule, (2, 4))
+    for a, b in zip(shared, alone, strict=True):
+        np.testing.assert_allclose(a.per_source, b.per_source, rtol=1e-12)
+    np.testing.assert_allclose(shared[-1].per_source, fit.per_source, rtol=1e-12)
+    assert shared[-1].total_iterations < alone[-1].total_iterations
 
 
 def test_budget_curve_reuses_screens_and_matches_separate_fits():

@@ -86,6 +86,39 @@ def test_fresh_check_counts_improvements_and_its_detection_rate():
     assert np.isnan(table.loc["single", "detection rate"])
 
 
+def _budget_frame() -> pd.DataFrame:
+    """Three seeds with a budget study at B = 5, 10 and one without (NaN)."""
+    frame = pd.DataFrame({"n": [500, 500, 500, 500]})
+    for e, scale in (("multi", 0.8), ("single", 1.0)):
+        for B, tv in ((5, 0.2), (10, 0.1)):
+            for m in ("tv", "hellinger", "sqrt_kl"):
+                frame[f"{m}_R{B}_{e}"] = [scale * tv, scale * tv * 1.1, scale * tv * 0.9,
+                                          np.nan]
+        frame[f"nll_R5_{e}"] = [1.0, 1.0, 1.0, np.nan]
+        # W gain of the doubling: 2 n (NLL_5 - NLL_10) = 1000 x the nat gap
+        frame[f"nll_R10_{e}"] = [1.0 - 0.002, 1.0 - 0.0005, 1.0, np.nan]
+        for p in ("", "search_"):
+            for m in ("tv", "hellinger", "sqrt_kl"):
+                frame[f"{p}{m}_{e}"] = scale * 0.1
+            frame[f"{p}nll_{e}"] = 0.99
+    return frame
+
+
+def test_budget_doubling_counts_fits_the_larger_budget_makes_more_likely():
+    table = ss.budget_doubling(_budget_frame(), (5, 10), 1.0).set_index("estimator")
+    assert table.loc["multi", "fits"] == 3                 # the seed without a study is left out
+    assert table.loc["multi", "improved"] == 1             # gains 2.0, 0.5 and 0 W
+    assert table.loc["single", "largest W"] == pytest.approx(2.0)
+
+
+def test_budget_metrics_give_every_metric_its_ratio_per_budget():
+    table = ss.budget_metrics(_budget_frame(), (5, 10))
+    assert table.starts.tolist() == ["5", "10", "maximum likelihood"]
+    for metric in ("tv", "hellinger", "sqrt_kl"):
+        np.testing.assert_allclose(table[metric], 0.8)
+        assert table[f"{metric} ±"].iloc[0] > 0
+
+
 def test_hellinger_and_sqrt_kl_of_discrete_distributions():
     from multisource.metrics import hellinger_discrete, sqrt_kl_discrete
     p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
@@ -112,7 +145,7 @@ def test_equal_effort_claim_trips_when_the_single_source_fit_gets_fewer_starts(m
     experiment = get("autoregressive_neural")
     # smoke sizes, run to a loose tolerance so that both estimators converge
     config = replace(experiment.config("smoke"), seeds=2, steps=2000, tolerance=1e-3)
-    minimum = config.restarts * min(2, config.max_blocks)
+    minimum = config.minimum_starts
 
     def rows() -> pd.DataFrame:
         torch.set_num_threads(1)

@@ -19,8 +19,8 @@ Checks stored with every fit (diagnostics, not certificates):
 - teacher start: how often the random search alone misses the maximiser: the search "is
   improved" when 2 n (NLL(search) - NLL(teacher start)) > `teacher_tolerance` (in units of
   Wilks' statistic W).
-- fresh search: an independent block of `restarts` random starts (other draws), screened and
-  continued by the same rule. It improves the fit when 2 n (NLL(fit) - NLL(fresh)) >
+- fresh search: an independent block of `restarts` random starts (other draws), run as the
+  rule runs its starts. It improves the fit when 2 n (NLL(fit) - NLL(fresh)) >
   `teacher_tolerance`: a check of the selected fit that can fail, whose detection rate is
   measured on the search fits the teacher start shows to be off.
 - convergence: the final projected gradient is within the tolerance.
@@ -32,7 +32,8 @@ Checks stored with every fit (diagnostics, not certificates):
   be measured.
 
 At the default setting the first `budget_seeds` seeds also run fixed restart budgets
-(`budgets`, nested: the first B starts) for the restart-budget curve.
+(`budgets`, nested: the first B starts) for the restart-budget curve; they reuse the rule's
+runs of the same starts, so the curve costs only the starts the rule did not use.
 """
 
 from __future__ import annotations
@@ -133,19 +134,21 @@ def estimator_classes(spec: Any) -> list[tuple[str, Any]]:
 @dataclass(frozen=True)
 class NetworkSweep(SweepGrid):
     """A sweep of a network family: hidden units per source network; the restart rule (blocks
-    of `restarts` random starts of sd `init_scale`, each screened for `screen` L-BFGS-B
-    iterations, the best continued to the projected-gradient `tolerance` or `steps` iterations;
-    blocks added until one improves the best mean NLL by at most `improvement` / (2 n), i.e.
-    `improvement` units of W, at most `max_blocks`); the teacher-start tolerance (units of W);
-    the under-converged reference fit (`poor_steps` iterations); and the restart-budget study
-    (`budgets`, on the first `budget_seeds` seeds of the default setting). The default setting
-    gets max(seeds, seeds_default) seeds, every other setting `seeds`."""
+    of `restarts` random starts of sd `init_scale`, each run for `screen` L-BFGS-B iterations,
+    None: every start run to the projected-gradient `tolerance` or `steps` iterations; the
+    best continued to convergence; blocks added until one improves the best mean NLL by at
+    most `improvement` / (2 n), i.e. `improvement` units of W, at least `min_blocks`, at most
+    `max_blocks`); the teacher-start tolerance (units of W); the under-converged reference fit
+    (`poor_steps` iterations); and the restart-budget study (`budgets`, nested fixed budgets
+    of the same starts, on the first `budget_seeds` seeds of the default setting). The default
+    setting gets max(seeds, seeds_default) seeds, every other setting `seeds`."""
 
     units: int = 4
-    restarts: int = 5
-    max_blocks: int = 3
+    restarts: int = 10
+    min_blocks: int = 2
+    max_blocks: int = 4
     steps: int = 2500
-    screen: int = 200
+    screen: int | None = None
     tolerance: float = 1e-4
     improvement: float = 1.0
     init_scale: float = 0.5
@@ -159,9 +162,16 @@ class NetworkSweep(SweepGrid):
 
     def rule(self, n: int) -> RestartRule:
         """The restart rule at total sample size n."""
-        return RestartRule(block=self.restarts, steps=self.steps, screen=self.screen,
+        screen = self.steps if self.screen is None else self.screen
+        return RestartRule(block=self.restarts, steps=self.steps, screen=screen,
                            tolerance=self.tolerance, improvement=self.improvement / (2.0 * n),
-                           min_blocks=min(2, self.max_blocks), max_blocks=self.max_blocks)
+                           min_blocks=min(self.min_blocks, self.max_blocks),
+                           max_blocks=self.max_blocks)
+
+    @property
+    def minimum_starts(self) -> int:
+        """The fewest random starts per source network the rule uses."""
+        return self.restarts * min(self.min_blocks, self.max_blocks)
 
 
 @dataclass(frozen=True)
@@ -271,16 +281,17 @@ def fit_estimator(config: NetworkSweep, family: NetworkFamily, model: Any, probl
     extra = gaussian_in_box(family.shapes(model, count), family.box, config.init_scale,
                             generator)
     rule = config.rule(n)
-    fit = fit_with_rule(problem, starts, extra, rule)
-    curve = budget_curve(problem, starts, extra, rule, budgets) if budgets else []
+    cache: dict = {}  # the budget curve reuses the rule's runs of the same starts
+    fit = fit_with_rule(problem, starts, extra, rule, cache)
+    curve = budget_curve(problem, starts, extra, rule, budgets, cache) if budgets else []
     return fit, starts, curve
 
 
 def fresh_search(config: NetworkSweep, family: NetworkFamily, model: Any, problem: Problem,
                  n: int, torch_seed: int):
     """The check of the selected fit: one block of `config.restarts` random starts drawn
-    independently of the estimator's (seeded by `torch_seed + 2`), screened and continued by
-    the same rule."""
+    independently of the estimator's (seeded by `torch_seed + 2`), run as the rule runs its
+    starts."""
     generator = torch.Generator().manual_seed(torch_seed + 2)
     shapes = family.shapes(model, config.restarts)
     starts = gaussian_in_box(shapes, family.box, config.init_scale, generator)
@@ -349,6 +360,7 @@ def fit_and_check(config: NetworkSweep, family: NetworkFamily, model: Any, count
         "converged": fit.converged,
         "starts": search.starts,
         "blocks": search.blocks,
+        "rule_stopped": search.rule_stopped,
         "iterations": search.total_iterations + check.iterations,
         "at_bound": fit.at_bound,
         "max_hidden": largest["hidden"],

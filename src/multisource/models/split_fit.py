@@ -11,11 +11,13 @@ compact set, as the theory's bracketing argument needs. The optimiser is L-BFGS-
 the exact likelihood and gradient, one run per random start, deterministic for a given start.
 
 Restart rule (the same for both estimators, per source network). Random starts come in blocks
-of R, every start screened with a short L-BFGS-B run. Blocks are added until a block fails to
-lower the best screened NLL by more than `improvement` nats per sample (at least `min_blocks`,
-at most `max_blocks`); then the best screened start (per source when the sources share nothing)
-is run to convergence, i.e. until the largest entry of the projected gradient of the mean NLL
-is at most `tolerance` (L-BFGS-B's pgtol) or the iteration cap is reached:
+of R, every start screened with an L-BFGS-B run of `screen` iterations (`screen = steps`: every
+start run to convergence, no screening). Blocks are added until a block fails to lower the best
+screened NLL by more than `improvement` nats per sample (at least `min_blocks`, at most
+`max_blocks`; the fit records whether the rule stopped on that test or at the cap); then the
+best screened start (per source when the sources share nothing) is run to convergence, i.e.
+until the largest entry of the projected gradient of the mean NLL is at most `tolerance`
+(L-BFGS-B's pgtol) or the iteration cap is reached:
 
 - no shared units (the single-source class, K independent networks): the rule above, the best
   start kept separately for every source;
@@ -199,7 +201,9 @@ class SplitFit:
     """The selected fit (restart axis 1), its mean training NLL, the mean NLL of every random
     start of the first stage after screening, the diagnostics of the run that produced the
     selection, and the optimisation effort: random starts per source network (first stage),
-    blocks used, and L-BFGS-B iterations over every run of the fit."""
+    blocks used, and L-BFGS-B iterations over every run of the fit; `rule_stopped`: whether
+    the restart rule stopped because a block no longer improved the best (False: it stopped at
+    `max_blocks` or ran out of starts while still improving)."""
 
     params: dict[str, torch.Tensor]
     train_nll: float
@@ -212,6 +216,7 @@ class SplitFit:
     blocks: int = 1
     total_iterations: int = 0
     tolerance: float = PGTOL
+    rule_stopped: bool = True
 
     @property
     def converged(self) -> bool:
@@ -281,12 +286,13 @@ class _Effort:
 def _blocks(problem: Problem, rule: RestartRule, effort: _Effort, count: int,
             make_start: Callable[[int], dict[str, torch.Tensor]], per_source: bool,
             free: tuple[str, ...] | None, incumbent: RunResult | None = None,
-            tag: object = "first") -> tuple[RunResult, list[RunResult], int]:
+            tag: object = "first") -> tuple[RunResult, list[RunResult], int, bool]:
     """The block rule of the module docstring. Returns the converged best run, the screened
-    runs and the number of blocks used. `incumbent` (a converged run) competes in the
-    selection (the second stage)."""
+    runs, the number of blocks used and whether the rule stopped on its improvement test.
+    `incumbent` (a converged run) competes in the selection (the second stage)."""
     screened: list[RunResult] = []
     blocks = 0
+    stopped = False
     best = math.inf if incumbent is None else incumbent.per_source.sum() / problem.n
 
     def select() -> tuple[dict[str, torch.Tensor], float]:
@@ -306,9 +312,10 @@ def _blocks(problem: Problem, rule: RestartRule, effort: _Effort, count: int,
         _, value = select()
         gain, best = best - value, min(best, value)
         if blocks >= rule.min_blocks and gain <= rule.improvement:
+            stopped = True
             break
     params, _ = select()
-    return effort.run(problem, params, rule.steps, rule.tolerance), screened, blocks
+    return effort.run(problem, params, rule.steps, rule.tolerance), screened, blocks, stopped
 
 
 def fit_with_rule(problem: Problem, starts: dict[str, torch.Tensor],
@@ -324,8 +331,8 @@ def fit_with_rule(problem: Problem, starts: dict[str, torch.Tensor],
     has_shared = any(v.numel() for k, v in starts.items() if is_shared(k))
     has_specific = any(v.numel() for k, v in starts.items() if not is_shared(k))
     effort = _Effort(cache)
-    best, screened, blocks = _blocks(problem, rule, effort, available,
-                                     lambda r: take(starts, r), not has_shared, None)
+    best, screened, blocks, stopped = _blocks(problem, rule, effort, available,
+                                              lambda r: take(starts, r), not has_shared, None)
     restart_nll = np.array([r.per_source.sum() / problem.n for r in screened])
     if has_shared and has_specific and specific_starts is not None:
         specific = tuple(k for k in starts if not is_shared(k))
@@ -336,22 +343,25 @@ def fit_with_rule(problem: Problem, starts: dict[str, torch.Tensor],
             return {**anchor.params, **{k: v for k, v in take(specific_starts, r).items()
                                         if k in specific}}
 
-        second, _, _ = _blocks(problem, rule, effort, count, make, True, specific,
-                               incumbent=best, tag=("second", best.per_source.sum()))
+        second, _, _, second_stopped = _blocks(problem, rule, effort, count, make, True,
+                                               specific, incumbent=best,
+                                               tag=("second", best.per_source.sum()))
+        stopped = stopped and second_stopped
         if second.per_source.sum() < best.per_source.sum():
             best = second
     return SplitFit(best.params, float(best.per_source.sum() / problem.n), best.per_source,
                     restart_nll, best.projected_gradient, best.at_bound, best.iterations,
                     starts=len(screened), blocks=blocks, total_iterations=effort.iterations,
-                    tolerance=rule.tolerance)
+                    tolerance=rule.tolerance, rule_stopped=stopped)
 
 
 def budget_curve(problem: Problem, starts: dict[str, torch.Tensor],
                  specific_starts: dict[str, torch.Tensor] | None, rule: RestartRule,
-                 budgets: tuple[int, ...]) -> list[SplitFit]:
+                 budgets: tuple[int, ...], cache: dict | None = None) -> list[SplitFit]:
     """Fixed budgets of the first B starts (one block of B, nested: every budget sees the
-    starts of the smaller ones), screened runs shared between budgets."""
-    cache: dict = {}
+    starts of the smaller ones), screened runs shared between budgets (and with an earlier
+    `fit_with_rule` of the same rule, through `cache`)."""
+    cache = {} if cache is None else cache
     return [fit_with_rule(problem, starts, specific_starts,
                           replace(rule, block=int(B), min_blocks=1, max_blocks=1), cache)
             for B in budgets]
