@@ -145,8 +145,8 @@ class NetworkSweep(SweepGrid):
 
     units: int = 4
     restarts: int = 10
-    min_blocks: int = 2
-    max_blocks: int = 4
+    min_blocks: int = 4
+    max_blocks: int = 8
     steps: int = 2500
     screen: int | None = None
     tolerance: float = 1e-4
@@ -156,7 +156,7 @@ class NetworkSweep(SweepGrid):
     teacher_tolerance: float = 1.0
     wilks_alpha: float = 0.001
     poor_steps: int = 200
-    budgets: tuple[int, ...] = (5, 10, 20, 40)
+    budgets: tuple[int, ...] = (10, 20, 40, 80)
     budget_seeds: int = 0
     seeds_default: int = 0
 
