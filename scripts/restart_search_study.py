@@ -6,7 +6,9 @@ fits the data the sweep fits (same teacher, same counts) with random starts draw
 sweep's seed stream, 80 at a time: the restart rule, and fixed budgets of the first B starts
 (screened, the best continued, as in `split_fit.budget_curve`) at B = 15, 40 and 80. The
 rule's fit here is therefore a replicate of the stored one on other starts, not the stored
-fit; the start at the teacher and the fresh block (5 independent starts) are the sweep's. For
+fit; the start at the teacher and the fresh block (`restarts` independent starts) are the
+sweep's. The screened rule is the one the sweeps used before every start was continued
+(`SCREENED`: blocks of 5 starts screened for 200 iterations, 2 to 3 blocks). For
 each search it reports how often the teacher start and the fresh block find a fit more likely
 by more than the sweep's tolerance (`teacher_tolerance` units of Wilks' W = 2 n x mean NLL),
 with Wilson intervals: the rate a search misses the maximiser, as a function of its size.
@@ -54,6 +56,7 @@ from multisource.sweep_stats import ratio_interval
 BUDGETS = (15, 40, 80)
 SEARCHES = ("rule", *(f"B{b}" for b in BUDGETS))
 CONTINUED = (10, 20, 40, 80)
+SCREENED = {"block": 5, "screen": 200, "min_blocks": 2, "max_blocks": 3}
 CONTINUED_SEARCHES = tuple(f"C{c}" for c in CONTINUED)
 
 
@@ -89,7 +92,7 @@ def seed_rows(config: NetworkSweep, fam: NetworkFamily, seed: int, continued: bo
         size = max(BUDGETS + CONTINUED)
         starts = gaussian_in_box(fam.shapes(model, size), fam.box, config.init_scale, generator)
         extra = gaussian_in_box(fam.shapes(model, size), fam.box, config.init_scale, generator)
-        rule = config.rule(n)
+        rule = config.rule(n) if continued else replace(config.rule(n), **SCREENED)
         cache: dict = {}
         if continued:
             every = replace(rule, screen=rule.steps, min_blocks=1, max_blocks=1)
@@ -170,7 +173,7 @@ def main() -> None:
     parser.add_argument("family", choices=("ar", "mlp"))
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--continued", action="store_true",
-                        help="continue every start to convergence (C15, C40)")
+                        help="continue every start to convergence (C10 to C80)")
     parser.add_argument("--out", type=Path, default=Path("_build/studies"))
     args = parser.parse_args()
     if args.seeds < 1:

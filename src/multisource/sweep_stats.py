@@ -581,6 +581,51 @@ def budget_phrase(numbers: dict[str, Any]) -> str:
             f"would change it")
 
 
+def search_phrase(numbers: dict[str, Any]) -> str:
+    """Whether the random search meets the target: a start at the teacher improves at most 5 %
+    of each estimator's fits by more than the tolerance."""
+    shares = (f"{numbers['improved_pct_multi']:.1f}% of the multi-source and "
+              f"{numbers['improved_pct_single']:.1f}% of the single-source fits")
+    if numbers["teacher_target_met"]:
+        return f"met: the start at the teacher improves {shares}"
+    return f"not met: the start at the teacher improves {shares}"
+
+
+def fresh_phrase(numbers: dict[str, Any]) -> str:
+    """How often the independent block improves the selected fits, in words."""
+    worst = max(numbers["fresh_improved_pct_multi"], numbers["fresh_improved_pct_single"])
+    if worst == 0:
+        return "No selected fit fails it."
+    return (f"Selected fits fail it in up to {worst:.0f}% of an estimator's fits, by up to "
+            f"{numbers['fresh_largest_w']:.1f} units of W: a search of this size does not find "
+            f"the highest optimum every time.")
+
+
+def detection_phrase(numbers: dict[str, Any]) -> str:
+    """The fresh block's measured detection rate on fits known to be off, in words."""
+    off, caught = numbers["fresh_known_off"], numbers["fresh_detected"]
+    if off == 0:
+        return ("no random-search fit is known to be off, so the detection rate cannot be "
+                "measured on this sweep")
+    caveat = " (with so few fits known to be off, this rate is imprecise)" if off < 20 else ""
+    return f"the fresh block catches {caught} of those {off} ({100 * caught / off:.0f}%){caveat}"
+
+
+def doubling_phrase(numbers: dict[str, Any]) -> str:
+    """What the last doubling of the restart budget does to the likelihood of the fits."""
+    if "doubling_fits" not in numbers:
+        return "cannot be measured at this profile (no budget study)"
+    fits = numbers["doubling_fits"]
+    multi, single = numbers["doubling_improved_multi"], numbers["doubling_improved_single"]
+    if multi == 0 and single == 0:
+        return (f"makes none of the {fits} fits of either estimator more likely by more than "
+                f"the tolerance")
+    return (f"still makes {multi} of {fits} multi-source and {single} of {fits} single-source "
+            f"fits more likely by more than the tolerance (by up to "
+            f"{max(numbers['doubling_largest_w_multi'], numbers['doubling_largest_w_single']):.1f}"
+            f" units of W): the fits are not proven maximisers")
+
+
 def metric_phrase(numbers: dict[str, Any]) -> str:
     """Which part of the gap between the TV ratio and the count-based ratio is the metric."""
     count = numbers["default_tv_count"]
