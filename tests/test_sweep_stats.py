@@ -164,3 +164,25 @@ def test_equal_effort_claim_trips_when_the_single_source_fit_gets_fewer_starts(m
     mutated = rows()
     assert (mutated.starts_single == 1).all()
     assert not ss.equal_effort(mutated, minimum)
+
+
+def test_phrases_follow_the_numbers_both_ways():
+    numbers = {"improved_pct_multi": 2.0, "improved_pct_single": 0.0, "teacher_target_met": True,
+               "fresh_improved_pct_multi": 0.0, "fresh_improved_pct_single": 0.0,
+               "fresh_largest_w": 0.5, "fresh_known_off": 0, "fresh_detected": 0}
+    assert ss.search_phrase(numbers).startswith("met")
+    assert ss.fresh_phrase(numbers) == "No selected fit fails it."
+    assert "cannot be measured" in ss.detection_phrase(numbers)
+    assert "no budget study" in ss.doubling_phrase(numbers)
+    numbers.update(improved_pct_multi=12.0, teacher_target_met=False,
+                   fresh_improved_pct_single=10.0, fresh_largest_w=3.2, fresh_known_off=4,
+                   fresh_detected=1, doubling_fits=20, doubling_improved_multi=0,
+                   doubling_improved_single=3, doubling_largest_w_multi=0.1,
+                   doubling_largest_w_single=7.5)
+    assert ss.search_phrase(numbers).startswith("not met") and "12.0%" in ss.search_phrase(numbers)
+    assert "up to 10%" in ss.fresh_phrase(numbers) and "3.2" in ss.fresh_phrase(numbers)
+    assert "1 of those 4 (25%)" in ss.detection_phrase(numbers)
+    assert "3 of 20 single-source" in ss.doubling_phrase(numbers)
+    assert "7.5 units" in ss.doubling_phrase(numbers)
+    numbers.update(doubling_improved_single=0)
+    assert ss.doubling_phrase(numbers).startswith("makes none")
