@@ -168,18 +168,23 @@ def test_equal_effort_claim_trips_when_the_single_source_fit_gets_fewer_starts(m
 
 def test_phrases_follow_the_numbers_both_ways():
     numbers = {"improved_pct_multi": 2.0, "improved_pct_single": 0.0, "teacher_target_met": True,
+               "improved_multi": 0, "improved_single": 0, "largest_w_multi": -3.0,
+               "largest_w_single": 0.4,
                "fresh_improved_pct_multi": 0.0, "fresh_improved_pct_single": 0.0,
                "fresh_largest_w": 0.5, "fresh_known_off": 0, "fresh_detected": 0}
     assert ss.search_phrase(numbers).startswith("met")
+    assert ss.miss_phrase(numbers).startswith("no fit")
     assert ss.fresh_phrase(numbers) == "No selected fit fails it."
     assert "cannot be measured" in ss.detection_phrase(numbers)
     assert "no budget study" in ss.doubling_phrase(numbers)
-    numbers.update(improved_pct_multi=12.0, teacher_target_met=False,
+    numbers.update(improved_pct_multi=12.0, teacher_target_met=False, improved_multi=3,
+                   largest_w_multi=4.25,
                    fresh_improved_pct_single=10.0, fresh_largest_w=3.2, fresh_known_off=4,
                    fresh_detected=1, doubling_fits=20, doubling_improved_multi=0,
                    doubling_improved_single=3, doubling_largest_w_multi=0.1,
                    doubling_largest_w_single=7.5)
     assert ss.search_phrase(numbers).startswith("not met") and "12.0%" in ss.search_phrase(numbers)
+    assert "largest miss is 4.2 units" in ss.miss_phrase(numbers)
     assert "up to 10%" in ss.fresh_phrase(numbers) and "3.2" in ss.fresh_phrase(numbers)
     assert "1 of those 4 (25%)" in ss.detection_phrase(numbers)
     assert "3 of 20 single-source" in ss.doubling_phrase(numbers)

@@ -591,6 +591,15 @@ def search_phrase(numbers: dict[str, Any]) -> str:
     return f"not met: the start at the teacher improves {shares}"
 
 
+def miss_phrase(numbers: dict[str, Any]) -> str:
+    """The largest miss of the random search (teacher start better by that many W), in words;
+    no miss when every difference is within the tolerance."""
+    if numbers["improved_multi"] + numbers["improved_single"] == 0:
+        return "no fit of either estimator is missed by more than the tolerance"
+    return (f"the largest miss is {numbers['largest_w_multi']:.1f} units of W for a "
+            f"multi-source fit and {numbers['largest_w_single']:.1f} for a single-source fit")
+
+
 def fresh_phrase(numbers: dict[str, Any]) -> str:
     """How often the independent block improves the selected fits, in words."""
     worst = max(numbers["fresh_improved_pct_multi"], numbers["fresh_improved_pct_single"])
