@@ -452,7 +452,7 @@ def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> 
         "max_blocks": int(config.max_blocks), "max_starts": int(config.restarts
                                                                * config.max_blocks),
         "screen": int(config.rule(1).screen), "steps": int(config.steps),
-        "continued": config.screen is None, "min_starts": int(config.minimum_starts),
+        "min_starts": int(config.minimum_starts),
         "tolerance": float(config.tolerance), "improvement": float(config.improvement),
         "teacher_tol": float(config.teacher_tolerance), "poor_steps": int(config.poor_steps),
         "wilks_alpha": float(config.wilks_alpha), "fits_each": len(frame),
@@ -541,12 +541,6 @@ def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> 
         out["budget_first_starts"] = int(fixed.starts.iloc[0])
         out["budget_rule"] = float(rule.ratio)
         out["budget_last_half"] = float((fixed.ratio_hi.iloc[-1] - fixed.ratio_lo.iloc[-1]) / 2)
-        metrics = report["budget_metrics"]
-        metrics = metrics[metrics.starts != "maximum likelihood"]
-        for metric in METRICS:
-            out[f"budget_{metric}_last"] = float(metrics[metric].iloc[-1])
-            out[f"budget_{metric}_before_last"] = float(metrics[metric].iloc[-2])
-            out[f"budget_{metric}_last_half"] = float(metrics[f"{metric} ±"].iloc[-1])
         doubling = report["doubling"]
         last = doubling[doubling["to"] == doubling["to"].max()].set_index("estimator")
         for name in ("multi", "single"):
@@ -568,13 +562,19 @@ def supports(defaults: dict[str, dict[str, Any]]) -> dict[str, str]:
             for metric, d in defaults.items()}
 
 
-def budget_phrase(numbers: dict[str, Any]) -> str:
+def budget_settled(numbers: dict[str, Any]) -> bool:
     """Whether the restart-budget curve has stopped moving: its last two ratios differ by less
     than the half-width of the last interval."""
+    move = abs(numbers["budget_last"] - numbers["budget_before_last"])
+    return bool(move < numbers["budget_last_half"])
+
+
+def budget_phrase(numbers: dict[str, Any]) -> str:
+    """`budget_settled`, in words."""
     if "budget_last" not in numbers:
         return "cannot be compared (no budget study at this profile)"
     move = abs(numbers["budget_last"] - numbers["budget_before_last"])
-    if move < numbers["budget_last_half"]:
+    if budget_settled(numbers):
         return (f"moves by {move:.3f}, less than the half-width of its interval: within what "
                 f"these seeds can resolve, it has stopped moving")
     return (f"still moves by {move:.3f}, more than the half-width of its interval: more starts "
