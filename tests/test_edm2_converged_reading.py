@@ -153,3 +153,10 @@ def test_the_extension_check_counts_a_confirmed_minimum_the_longer_run_beat_as_a
         assert bool(row["minimum_confirmed_base"]) and bool(row["plateau_reached_extended"])
         assert bool(row["same_snapshot"]) is same
         assert row["gain_bits"] == pytest.approx(gain)
+
+
+def test_seed_task_seconds_counts_each_seed_once_at_its_own_total():
+    frame = pd.DataFrame({"seed": [0, 0, 1, 1, 2], "task_wall_s": [10.0, 10.0, 7.5, 7.5, None],
+                          "kind": ["curve"] * 5})
+    assert r.seed_task_seconds(frame) == pytest.approx(17.5)
+    assert r.seed_task_seconds(frame.drop(columns="task_wall_s")) == 0.0

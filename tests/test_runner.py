@@ -156,6 +156,27 @@ def test_wall_time_sums_the_segments(tmp_path, monkeypatch) -> None:
     assert stored.provenance["wall_time_s"] == pytest.approx(20.0)
 
 
+def test_a_task_that_resumed_itself_counts_its_reported_total(tmp_path, monkeypatch) -> None:
+    """A task resumed from its own checkpoint reports the seconds of its earlier segments; the
+    runner, which timed only the last one, must count the total (and never less than it timed)."""
+    import multisource.experiments.runner as runner
+
+    clock = iter(range(0, 1000, 5))   # the runner times every task at 5 "seconds"
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: float(next(clock)))
+
+    def reporting(config: ToyConfig, task: dict, device) -> list[dict]:
+        total = {0: 100.0, 1: 2.0}.get(task["i"])   # task 1 under-reports: 5 counts
+        row = {"i": task["i"], "value": float(task["i"])}
+        return [row | ({runner.TASK_SECONDS_FIELD: total} if total is not None else {})]
+
+    register(Experiment(
+        name="toy", description="toy", chapter="none",
+        profiles={"smoke": ToyConfig(), "book": ToyConfig(), "paper": ToyConfig()},
+        tasks=lambda c: [{"i": i} for i in range(c.tasks)], run_task=reporting))
+    stored = run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
+    assert stored.provenance["wall_time_s"] == pytest.approx(100.0 + 5 + 5 + 5)
+
+
 def test_sidecar_records_the_code_hash_and_a_code_change_makes_results_stale(
         tmp_path, monkeypatch) -> None:
     import multisource.experiments.runner as runner

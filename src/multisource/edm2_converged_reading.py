@@ -253,3 +253,14 @@ def summary_numbers(table: pd.DataFrame) -> dict[str, Any]:
             out[f"{key}_{word.replace(' ', '_')}"] = int((group.reading == word).sum())
         out[f"{key}_settings"] = len(group)
     return out
+
+
+def seed_task_seconds(frame: pd.DataFrame) -> float:
+    """The seeds' compute time as their own clocks report it (`task_wall_s`, which counts every
+    segment of a seed resumed from its training checkpoint), summed over seeds; 0 when the table
+    carries no such column. The run's record counted only the last segment of a resumed seed
+    before the runner learned to read this field."""
+    if "task_wall_s" not in frame.columns:
+        return 0.0
+    per_seed = frame.dropna(subset=["task_wall_s"]).groupby("seed")["task_wall_s"].max()
+    return float(per_seed.sum())
