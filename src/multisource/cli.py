@@ -118,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tasks run at once in separate processes, 1 to 64 (default 1); "
                           "the table is the same whatever this is")
 
+    restamp = commands.add_parser(
+        "restamp", help="carry stored results over a code change that cannot alter them",
+        description="Verify that the stored results of an experiment are what the current "
+                    "code computes, then record the current code hash in their sidecar. The "
+                    "cheapest --sample tasks are rerun and must give byte-identical rows; "
+                    "where that would exceed --budget seconds, the code at the commit that "
+                    "computed the table must equal the current code up to docstrings, "
+                    "comments and module paths. Otherwise nothing changes (exit status 2).")
+    restamp.add_argument("experiment", help="an experiment name (see `multisource run -h`)")
+    restamp.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
+    restamp.add_argument("--sample", type=int, default=2,
+                         help="tasks to rerun, 2 to 1000 (default 2)")
+    restamp.add_argument("--budget", type=float, default=900.0,
+                         help="seconds the rerun may take by the stored mean task time "
+                              "(default 900)")
+
     execute = commands.add_parser(
         "execute", help="execute chapters with papermill",
         description="Execute chapters with papermill. Profile book with the chapter's own "
@@ -316,6 +332,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(args)
     if args.command == "execute":
         return _execute(args)
+    if args.command == "restamp":
+        from multisource.experiments.restamp import restamp
+
+        outcome = restamp(args.experiment, args.profile, sample=args.sample,
+                          budget_s=args.budget)
+        print(outcome.message)
+        return 0
     if args.command == "book":
         return _book(args)
     if args.command == "show":

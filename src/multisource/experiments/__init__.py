@@ -34,6 +34,8 @@ class Experiment:
     profiles:    profile name -> frozen config dataclass (must cover PROFILES).
     tasks:       config -> list of JSON-able task dicts (independent units of work).
     run_task:    (config, task, device) -> rows (list of dicts), one task's results.
+    task_cost:   optional (config, task) -> relative cost, so that a restamp reruns the
+                 cheapest tasks (`multisource.experiments.restamp`); None: all alike.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Experiment:
     profiles: Mapping[str, Any]
     tasks: Callable[[Any], Sequence[dict[str, Any]]]
     run_task: TaskRunner
+    task_cost: Callable[[Any, dict[str, Any]], float] | None = None
 
     @property
     def code_module(self) -> str:
@@ -55,6 +58,8 @@ class Experiment:
 
 
 _REGISTRY: dict[str, Experiment] = {}
+# Modules of this package that run, check or restamp experiments but register none.
+INFRASTRUCTURE = ("runner", "restamp")
 
 
 def register(experiment: Experiment) -> Experiment:
@@ -68,7 +73,7 @@ def register(experiment: Experiment) -> Experiment:
 
 def _load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name != "runner":
+        if not module.name.startswith("_") and module.name not in INFRASTRUCTURE:
             importlib.import_module(f"{__name__}.{module.name}")
 
 
