@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from multisource.common.validation import InputError
 from multisource.experiments.restamp import (
     _current_scheme_hash,
     legacy_modules_hash,
@@ -17,7 +18,6 @@ from multisource.experiments.restamp import (
     sample_tasks,
 )
 from multisource.experiments.runner import run_experiment, stored_state
-from multisource.validation import InputError
 
 TOY = textwrap.dedent('''
     from dataclasses import dataclass
@@ -101,8 +101,8 @@ def test_sample_is_the_cheapest_tasks_and_at_least_two(toy) -> None:
 def test_static_proof_hashes_see_code_but_not_module_paths() -> None:
     """The current scheme ignores where a module lives and its docstrings; an edit counts.
     The legacy scheme (module names in the hash) still tells the two layouts apart."""
-    old = {"multisource.bounds": '"""Doc."""\nRATE = 0.5\n',
-           "multisource.experiments.toy": "from multisource.bounds import RATE\nX = RATE\n"}
+    old = {"multisource.theory.bounds": '"""Doc."""\nRATE = 0.5\n',
+           "multisource.experiments.toy": "from multisource.theory.bounds import RATE\nX = RATE\n"}
     moved = {"multisource.theory.rates": '"""Other doc."""\nRATE = 0.5\n',
              "multisource.theory": '"""A package."""\n',
              "multisource.experiments.toy": "from multisource.theory.rates import RATE\n"

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from multisource.validation import InputError, check_choice
+from multisource.common.validation import InputError, check_choice
 
 PROFILES = ("smoke", "book", "paper")
 

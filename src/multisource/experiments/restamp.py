@@ -37,10 +37,8 @@ from typing import Any
 
 import pandas as pd
 
-from multisource.experiments import get
-from multisource.experiments.runner import _csv_path, _frame, stored_state, task_key
-from multisource.paths import REPO_ROOT
-from multisource.provenance import (
+from multisource.common.paths import REPO_ROOT
+from multisource.common.provenance import (
     atomic_write_text,
     canonical_tree,
     code_hash,
@@ -48,7 +46,9 @@ from multisource.provenance import (
     git_commit,
     sources_hash,
 )
-from multisource.validation import InputError
+from multisource.common.validation import InputError
+from multisource.experiments import get
+from multisource.experiments.runner import _csv_path, _frame, stored_state, task_key
 
 DEFAULT_SAMPLE = 2
 DEFAULT_BUDGET_S = 900.0

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from multisource.common.validation import InputError, check_float, check_int
 from multisource.pooling.crossover import MeanInterval, t_interval
 from multisource.pooling.families import Family, get_family, mix
-from multisource.validation import InputError, check_float, check_int
 
 STRATEGIES = ("pooled", "separate", "partial")
 EQUIVALENT = "equivalent"

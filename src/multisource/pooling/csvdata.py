@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 SOURCE_COLUMN = "source"
 MISSING = {"", "nan", "na", "n/a", "null", "none"}

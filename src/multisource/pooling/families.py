@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 Params = dict[str, np.ndarray]
 

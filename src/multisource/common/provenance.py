@@ -11,13 +11,13 @@ functions count), except the infrastructure modules in `INFRASTRUCTURE_MODULES`:
 store and display numbers but never compute them, and hashing them would make every change to
 the command line invalidate hours of training.
 
-The canonical tree leaves out what cannot change a number: docstrings, comments, layout, where a
-module lives and what it is called. A `multisource` import keeps the names it binds but not the
-module path it binds them from, and the hash is taken over the multiset of module trees, not
-their names; so moving a module to another package, or renaming it, leaves stored results
-current, while editing any statement makes them stale. The tree is written out field by field,
-leaving out fields that are empty (None or []), so the hash is the same under Python 3.11 to
-3.13, whose `ast.dump` differs by such fields.
+The canonical tree leaves out what cannot change a number: docstrings, comments, layout, how
+imports are grouped and ordered, where a module lives and what it is called. A `multisource`
+import keeps the names it binds but not the module path it binds them from, and the hash is
+taken over the multiset of module trees, not their names; so moving a module to another
+package, or renaming it, leaves stored results current, while editing any statement makes them
+stale. The tree is written out field by field, leaving out fields that are empty (None or []),
+so the hash is the same under Python 3.11 to 3.13, whose `ast.dump` differs by such fields.
 """
 
 from __future__ import annotations
@@ -36,14 +36,24 @@ from pathlib import Path
 from typing import Any
 
 from multisource import __version__
-from multisource.paths import PACKAGE_DIR, REPO_ROOT
+from multisource.common.paths import PACKAGE_DIR, REPO_ROOT
 
-# Modules that validate, store, schedule or display results but never compute them.
+# Modules that validate, store, schedule or display results but never compute them: the command
+# line, the book machinery and the foundations (`multisource.common`), the experiments' registry,
+# runner and restamp.
+INFRASTRUCTURE_PACKAGES: tuple[str, ...] = ("multisource.cli", "multisource.book",
+                                            "multisource.common")
 INFRASTRUCTURE_MODULES: frozenset[str] = frozenset({
-    "multisource", "multisource.__main__", "multisource.cli", "multisource.chapters",
-    "multisource.devices", "multisource.paths", "multisource.provenance", "multisource.status",
-    "multisource.validation", "multisource.experiments", "multisource.experiments.runner",
+    "multisource", "multisource.__main__", "multisource.experiments",
+    "multisource.experiments.runner", "multisource.experiments.restamp",
 })
+
+
+def is_infrastructure(module: str) -> bool:
+    """Whether `module` only checks, stores, schedules or displays numbers."""
+    return module in INFRASTRUCTURE_MODULES or any(
+        module == package or module.startswith(package + ".")
+        for package in INFRASTRUCTURE_PACKAGES)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -136,7 +146,7 @@ def code_modules(module: str) -> list[str]:
         parents = [".".join(current.split(".")[:i]) for i in range(1, current.count(".") + 1)]
         todo.extend(parents)
         todo.extend(_imported_modules(current, _module_file(current)))  # type: ignore[arg-type]
-    return sorted(m for m in seen if m not in INFRASTRUCTURE_MODULES or m == module)
+    return sorted(m for m in seen if not is_infrastructure(m) or m == module)
 
 
 def normalised_source(path: Path) -> str:
@@ -166,7 +176,31 @@ def canonical_tree(source: str, filename: str = "<source>") -> str:
             for alias in node.names:
                 if _is_internal(alias.name, 0) and alias.asname:
                     alias.name = INTERNAL_MODULE
+    for node in ast.walk(tree):
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
+                setattr(node, field, _sorted_import_runs(value))
     return _stable_dump(tree)
+
+
+def _sorted_import_runs(statements: list[ast.stmt]) -> list[ast.stmt]:
+    """Each run of consecutive import statements as a sorted list of one-name imports: how
+    imports are grouped and ordered (an import sorter's business) changes no number."""
+    result: list[ast.stmt] = []
+    run: list[ast.stmt] = []
+    for statement in [*statements, None]:
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            for alias in statement.names:
+                single = ast.Import(names=[alias]) if isinstance(statement, ast.Import) \
+                    else ast.ImportFrom(module=statement.module, names=[alias],
+                                        level=statement.level)
+                run.append(single)
+            continue
+        result.extend(sorted(run, key=_stable_dump))
+        run = []
+        if statement is not None:
+            result.append(statement)
+    return result
 
 
 def _is_internal(module: str | None, level: int) -> bool:
