@@ -1,0 +1,1 @@
+"""Chapter readings: turn stored result tables into intervals and verdicts; may import theory, metrics and the standard scientific stack, never experiments' runners or the book machinery."""  # noqa: E501
