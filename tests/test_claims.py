@@ -11,7 +11,7 @@ import pytest
 from multisource.readings import chapter7_verdicts as c7
 from multisource.readings import claims as registry
 from multisource.readings.claims import CLAIMS, TESTS, claim
-from multisource.readings.inference import OUTCOMES
+from multisource.readings.inference import OUTCOMES, verdict_frame
 
 
 def test_registry_is_consistent() -> None:
@@ -78,9 +78,8 @@ def _mutate(frame: pd.DataFrame, model: str, metric: str, shift: float) -> pd.Da
 
 def test_a_mutated_stored_difference_changes_the_verdict(frame: pd.DataFrame) -> None:
     def outcome(f: pd.DataFrame, claim_id: str, metric: str) -> str:
-        t = c7.verdict_table(f)
-        at = t[(t.claim == claim_id) & (t.metric == metric) & (t.scope == "anchor")
-               & (t.arm == "plateau")]
+        t = verdict_frame(c7.claim_verdicts(f))
+        at = t[(t.claim == claim_id) & (t.metric == metric) & (t.scope == "anchor")]
         return str(at.outcome.iloc[0])
 
     assert outcome(frame, "grows_with_K", "nll_bits") == "supported"
@@ -92,3 +91,24 @@ def test_a_mutated_stored_difference_changes_the_verdict(frame: pd.DataFrame) ->
     for name in ("K3", "K5", "K10"):
         better = _mutate(better, " ".join(map(str, c7.groups(frame)[name])), "accuracy", 0.2)
     assert outcome(better, "beats", "accuracy") == "supported"
+
+
+def test_chapter56_prediction_tests_follow_the_stored_fits() -> None:
+    from multisource.readings import chapter56_verdicts as c56
+
+    frame = c56.load(6)
+    tests = c56.prediction_tests(frame)
+    assert len(tests) == 2 * frame.groupby(c56.SETTING).ngroups
+    assert (tests.p_holm >= tests.p).all()
+    default = tests[(tests.K == 5) & (tests.n == 5000) & (tests.beta_sim == 0.5)
+                    & (tests.prediction == "fisher")].iloc[0]
+    assert default.low < default.ratio < default.high
+    sign = c56.below_fisher(frame)
+    assert sign["settings"] == frame.groupby(c56.SETTING).ngroups
+    # mutation: multi-source risks raised 30% at every setting; the ratio now exceeds the
+    # Fisher prediction, and the sign test no longer says "below"
+    worse = frame.assign(tv_multi=frame.tv_multi * 1.3)
+    assert c56.below_fisher(worse)["below"] < sign["below"]
+    assert c56.prediction_tests(worse).rejects_holm.sum() > tests.rejects_holm.sum()
+    doubling = c56.last_doubling(c56.load(5))
+    assert doubling.seeds >= 2 and doubling.low < doubling.estimate < doubling.high

@@ -88,9 +88,11 @@ def _k_sweep(frame: pd.DataFrame) -> dict[str, int]:
 
 
 def claim_estimate(frame: pd.DataFrame, claim: str, metric: str, scope: str,
-                   arm: str = "plateau") -> inf.Estimate:
-    """The declared estimand of a chapter-7 claim (see `claims.TESTS`) with its t reading."""
-    table = seed_differences(frame, metric, scope, arm)
+                   arm: str = "plateau", table: pd.DataFrame | None = None) -> inf.Estimate:
+    """The declared estimand of a chapter-7 claim (see `claims.TESTS`) with its t reading;
+    `table` is `seed_differences(frame, metric, scope, arm)` when the caller has it."""
+    if table is None:
+        table = seed_differences(frame, metric, scope, arm)
     sweep = _k_sweep(frame)
     if claim == "beats":
         return inf.t_estimate(table[list(sweep)].mean(axis=1))
@@ -104,10 +106,12 @@ def claim_estimate(frame: pd.DataFrame, claim: str, metric: str, scope: str,
 def claim_verdicts(frame: pd.DataFrame, arm: str = "plateau") -> list[inf.Verdict]:
     """Every chapter-7 test of the registry, per metric and scope, Holm within its family."""
     out = []
+    tables = {(m, s): seed_differences(frame, m, s, arm) for m in METRICS for s in SCOPES}
     for test in tests_for(7):
         for metric in test.metrics:
             for scope in test.scopes:
-                estimate = claim_estimate(frame, test.claim, metric, scope, arm)
+                estimate = claim_estimate(frame, test.claim, metric, scope, arm,
+                                          tables[(metric, scope)])
                 out.append(inf.verdict(test.claim, estimate, test.direction(metric),
                                        family=test.family, label={
                                            "chapter": "7", "section": test.section,
