@@ -102,14 +102,16 @@ TESTS: tuple[Test, ...] = (
       for chapter, section in ((5, "ar-neural"), (6, "ebm-mlp"))),
     *(Test("grows_with_K", chapter, section, _RATIO_METRICS,
            "slope of the ratio of mean risks over log K (K sweep)",
-           "per-seed slope of multi - r single, t over seeds",
+           "per-setting ratios (independent seeds per setting), weighted slope",
            tuple((m, "negative") for m in _RATIO_METRICS), f"ch{chapter}",
-           "ours: the abstract's sentence as a slope")
+           "ours: the abstract's sentence as a slope",
+           note="declared, not yet computed by `readings`")
       for chapter, section in ((5, "ar-neural"), (6, "ebm-mlp"))),
     *(Test("grows_with_similarity", chapter, section, _RATIO_METRICS,
            "slope of the ratio of mean risks over beta_sim (beta_sim sweep)",
            "per-setting ratios, weighted slope", tuple((m, "negative") for m in _RATIO_METRICS),
-           f"ch{chapter}", "ours: declared beta_sim, not a measured similarity")
+           f"ch{chapter}", "ours: declared beta_sim, not a measured similarity",
+           note="declared, not yet computed by `readings`")
       for chapter, section in ((5, "ar-neural"), (6, "ebm-mlp"))),
     *(Test("ratio_prediction", chapter, section, _RATIO_METRICS,
            "ratio of mean risks - prediction (Fisher; count sqrt(1 - (K-1)/K beta_sim)), per "
