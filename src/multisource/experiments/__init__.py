@@ -1,5 +1,8 @@
 """Experiment registry and sweep runner.
 
+May import every computing package (`models`, `theory`, `images`, `image_metrics`, `pooling`,
+`sources`, `metrics`) and `multisource.common`; never readings or the book.
+
 An experiment is a frozen config dataclass per named profile (`smoke`, `book`, `paper`),
 a list of independent tasks derived from the config (a task is a JSON-able dict, e.g. one
 setting x one seed) and a function that turns one task into result rows. The runner
