@@ -70,6 +70,17 @@ def test_with_fresh_block_takes_the_fresh_fit_only_where_it_is_more_likely():
     assert out.tv_multi.tolist() == [0.3, 0.1] and out.nll_single.tolist() == [0.9, 1.0]
 
 
+def test_most_likely_takes_the_best_fit_where_one_is_stored():
+    frame = pd.DataFrame({f"{p}{m}_{e}": v for p, v in (("", [0.1, 0.1]), ("best_", [0.3, None]))
+                          for m in ("tv", "hellinger", "sqrt_kl", "nll", "gap")
+                          for e in ("multi", "single")})
+    out = ss.most_likely(frame)
+    assert out.tv_multi.tolist() == [0.3, 0.1] and out.nll_single.tolist() == [0.3, 0.1]
+    assert frame.tv_multi.tolist() == [0.1, 0.1]              # the input is left alone
+    old = frame[[c for c in frame if not c.startswith("best_")]]
+    assert ss.most_likely(old).equals(old)                   # tables stored before the columns
+
+
 def test_fresh_check_counts_improvements_and_its_detection_rate():
     """Two of four search fits are known off (teacher start beats them by > 1 W); the fresh
     block catches one of them; it improves one selected fit by > 1 W."""
@@ -155,10 +166,10 @@ def test_equal_effort_claim_trips_when_the_single_source_fit_gets_fewer_starts(m
     assert ss.equal_effort(rows(), minimum)
     original = sw.fit_estimator
 
-    def first_start_only(config, family, model, problem, n, torch_seed, budgets=()):
+    def first_start_only(config, family, model, problem, n, torch_seed, budgets=(), **kw):
         if model.shared_units == 0:                       # the single-source class
             config = replace(config, restarts=1, max_blocks=1)
-        return original(config, family, model, problem, n, torch_seed, budgets)
+        return original(config, family, model, problem, n, torch_seed, budgets, **kw)
 
     monkeypatch.setattr(sw, "fit_estimator", first_start_only)
     mutated = rows()

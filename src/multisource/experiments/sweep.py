@@ -8,6 +8,13 @@ spin MLP energy): teacher, data, both maximum-likelihood fits under one restart 
 blocks of random starts until the best NLL stops improving), the exact risk under TV, Hellinger
 and sqrt(KL), and the Fisher-information predictions of each.
 
+The restart rule is applied per network: the multi-source fit runs it on its one network
+(threshold: 1 unit of W = 2 n x the gain in mean NLL), the single-source fit on each of its K
+separate networks on its own (source k's network on its n_k observations, stopping on its own
+gain in W; `per_network_fit`), so both estimators get the same effort per network. The
+columns `starts_*` (mean over source networks), `starts_min_*`, `starts_max_*` and
+`network_starts_*` record it.
+
 The estimator the theory speaks about is the maximum-likelihood estimate, the global
 maximiser. Both classes compute it the same way: the random-start search of the restart rule,
 and one more run started at the teacher; the fit is the more likely of the two. The start at
@@ -31,6 +38,14 @@ Checks stored with every fit (diagnostics, not certificates):
   `poor_steps` iterations, with the same statistics, so the diagnostics' false-pass rates can
   be measured.
 
+The most likely fit found (`best_*` columns): the most likely of the rule's fit, the
+largest fixed budget's fit (where the task runs the budget curve), the fresh block's fit and
+the teacher start's fit, chosen per source network for the single-source estimator; stored
+with its mean NLL and gap, its risks (TV, Hellinger, sqrt(KL)), each source's log-likelihood
+(`best_source_loglik_*`, beside the rule's `search_source_loglik_*`), which search found it
+(`best_found_by_*`, one label per source network for single; `best_from_<search>_*` counts
+networks) and its gain in W over the rule's fit and over the fit (`best_gain_over_*`).
+
 At the default setting the first `budget_seeds` seeds also run fixed restart budgets
 (`budgets`, nested: the first B starts) for the restart-budget curve; they reuse the rule's
 runs of the same starts, so the curve costs only the starts the rule did not use.
@@ -52,11 +67,13 @@ from multisource.metrics import hellinger_discrete, sqrt_kl_discrete
 from multisource.models.split_fit import (
     Problem,
     RestartRule,
+    SplitFit,
     UnitBox,
     budget_curve,
     fit_from,
     fit_with_rule,
     gaussian_in_box,
+    is_shared,
     optimise,
     take,
 )
@@ -222,15 +239,28 @@ def wilks_lower_test(config: NetworkSweep, n: int, rank: int, teacher_nll: float
     return statistic, bool(statistic >= chi2.ppf(config.wilks_alpha, max(rank, 1)))
 
 
+def is_default(config: SweepGrid, setting: dict[str, Any]) -> bool:
+    """Whether `setting` is the default (K, n, beta_sim) of the grid."""
+    return (int(setting["K"]) == config.K_default and int(setting["n"]) == config.n_default
+            and abs(float(setting["beta_sim"]) - config.beta_default) < 1e-9)
+
+
 def network_tasks(config: NetworkSweep) -> list[dict[str, Any]]:
-    """One task per setting and seed; the default setting gets max(seeds, seeds_default)."""
-    tasks = []
-    for setting in figure1_settings(config):
-        default = (setting["K"] == config.K_default and setting["n"] == config.n_default
-                   and abs(setting["beta_sim"] - config.beta_default) < 1e-9)
-        seeds = max(config.seeds, config.seeds_default) if default else config.seeds
-        tasks += [{**setting, "seed": seed} for seed in range(seeds)]
-    return tasks
+    """One task per setting and seed; the default setting gets max(seeds, seeds_default).
+    Ordered seed by seed (seed 0 of every setting, then seed 1, ...), so that the finished
+    tasks of a partial run cover every setting evenly."""
+    settings = figure1_settings(config)
+    counts = [max(config.seeds, config.seeds_default) if is_default(config, s) else config.seeds
+              for s in settings]
+    return [{**setting, "seed": seed} for seed in range(max(counts, default=0))
+            for setting, count in zip(settings, counts, strict=True) if seed < count]
+
+
+def network_task_cost(config: NetworkSweep, task: dict[str, Any]) -> float:
+    """Relative cost of a task, for choosing the cheapest (`Experiment.task_cost`): K * n,
+    doubled where the task also runs the restart-budget curve."""
+    budget = is_default(config, task) and int(task["seed"]) < config.budget_seeds
+    return float(task["K"]) * float(task["n"]) * (2.0 if budget else 1.0)
 
 
 def run_network_task(config: NetworkSweep, task: dict[str, Any], family: NetworkFamily
@@ -255,9 +285,8 @@ def _network_task(config: NetworkSweep, task: dict[str, Any], family: NetworkFam
     teacher_nll = family.nll(spec, teacher, counts)
     row = {**base_row(task, spec.beta_sim, spec.shared_parameters, spec.specific_parameters),
            "seed": int(task["seed"]), "teacher_nll": teacher_nll}
-    at_default = (config.K_default == K and n == config.n_default
-                  and abs(float(task["beta_sim"]) - config.beta_default) < 1e-9)
-    budgets = config.budgets if at_default and int(task["seed"]) < config.budget_seeds else ()
+    budget_seed = int(task["seed"]) < config.budget_seeds
+    budgets = config.budgets if is_default(config, task) and budget_seed else ()
     done: dict[int, dict[str, Any]] = {}
     for name, model in estimator_classes(spec):
         if id(model) not in done:
@@ -269,10 +298,14 @@ def _network_task(config: NetworkSweep, task: dict[str, Any], family: NetworkFam
 
 
 def fit_estimator(config: NetworkSweep, family: NetworkFamily, model: Any, problem: Problem,
-                  n: int, torch_seed: int, budgets: tuple[int, ...] = ()):
+                  n: int, torch_seed: int, budgets: tuple[int, ...] = (),
+                  counts: np.ndarray | None = None):
     """The estimator: random starts (seeded by `torch_seed + 1`, the same draws for both
-    classes' shapes) under `config.rule(n)`; with `budgets`, also the fixed-budget fits on the
-    first B of the same starts. Returns (fit, starts, budget fits)."""
+    classes' shapes) under the restart rule; with `budgets`, also the fixed-budget fits on the
+    first B of the same starts. A class of K > 1 separate networks (no shared units) given its
+    `counts` (K, M) runs the rule on every source's network on its own (`per_network_fit`);
+    otherwise the rule runs on the one network `problem` describes. Returns (fit, starts,
+    budget fits, random starts used per source network)."""
     # always the same draws, whether or not this task runs the budget study
     count = max(config.restarts * config.max_blocks, *config.budgets)
     generator = torch.Generator().manual_seed(torch_seed + 1)
@@ -280,11 +313,67 @@ def fit_estimator(config: NetworkSweep, family: NetworkFamily, model: Any, probl
                              generator)
     extra = gaussian_in_box(family.shapes(model, count), family.box, config.init_scale,
                             generator)
+    if counts is not None and model.K > 1 and not model.shared_units:
+        fit, curve, used = per_network_fit(config, family, model, counts, starts, budgets)
+        return fit, starts, curve, used
     rule = config.rule(n)
     cache: dict = {}  # the budget curve reuses the rule's runs of the same starts
     fit = fit_with_rule(problem, starts, extra, rule, cache)
     curve = budget_curve(problem, starts, extra, rule, budgets, cache) if budgets else []
-    return fit, starts, curve
+    return fit, starts, curve, (fit.starts,) * (1 if model.shared_units else model.K)
+
+
+def source_slice(params: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """Source k's network of a class without shared units (its empty shared tensors kept)."""
+    return {name: value if is_shared(name) else value[:, k : k + 1]
+            for name, value in params.items()}
+
+
+def join_networks(fits: list[SplitFit], sizes: list[float]) -> SplitFit:
+    """K one-source fits (source k fitted on its `sizes[k]` observations) as one fit of the
+    class of K separate networks: parameters stacked on the source axis, NLLs added;
+    `restart_nll` of start r is the sum over networks of start r's screened NLL, over the
+    starts every network ran; `starts` and `blocks` are the smallest over networks; the rule
+    stopped when it stopped for every network."""
+    params = {name: value if is_shared(name)
+              else torch.cat([f.params[name] for f in fits], dim=1)
+              for name, value in fits[0].params.items()}
+    per_source = np.concatenate([f.per_source for f in fits])
+    common = min(len(f.restart_nll) for f in fits)
+    n = float(sum(sizes))
+    restart_nll = sum(f.restart_nll[:common] * size for f, size in zip(fits, sizes, strict=True)
+                      ) / n
+    return SplitFit(params, float(per_source.sum() / n), per_source, np.asarray(restart_nll),
+                    max(f.projected_gradient for f in fits), sum(f.at_bound for f in fits),
+                    sum(f.iterations for f in fits), starts=min(f.starts for f in fits),
+                    blocks=min(f.blocks for f in fits),
+                    total_iterations=sum(f.total_iterations for f in fits),
+                    tolerance=fits[0].tolerance,
+                    rule_stopped=all(f.rule_stopped for f in fits))
+
+
+def per_network_fit(config: NetworkSweep, family: NetworkFamily, model: Any, counts: np.ndarray,
+                    starts: dict[str, torch.Tensor], budgets: tuple[int, ...]
+                    ) -> tuple[SplitFit, list[SplitFit], tuple[int, ...]]:
+    """The single-source estimator, network by network: source k's network is fitted on its
+    own n_k observations with the restart rule at n_k (blocks of random starts until a block
+    gains at most `improvement` units of its own W = 2 (NLL_k before - NLL_k after), at least
+    `min_blocks`, at most `max_blocks`), from source k's part of the same random starts; the
+    budget fits likewise per network. The same rule, per network, as the multi-source fit
+    gets on its one network."""
+    one = replace(model, K=1)
+    fits, curves, used = [], [], []
+    for k in range(model.K):
+        problem = family.problem(one, counts[k : k + 1])
+        own = source_slice(starts, k)
+        rule = config.rule(max(int(counts[k].sum()), 1))
+        cache: dict = {}
+        fits.append(fit_with_rule(problem, own, None, rule, cache))
+        curves.append(budget_curve(problem, own, None, rule, budgets, cache) if budgets else [])
+        used.append(fits[-1].starts)
+    sizes = [float(c.sum()) for c in counts]
+    curve = [join_networks([c[i] for c in curves], sizes) for i in range(len(budgets))]
+    return join_networks(fits, sizes), curve, tuple(used)
 
 
 def fresh_search(config: NetworkSweep, family: NetworkFamily, model: Any, problem: Problem,
@@ -300,6 +389,37 @@ def fresh_search(config: NetworkSweep, family: NetworkFamily, model: Any, proble
     return fit_with_rule(problem, starts, extra, rule)
 
 
+SEARCHES = ("rule", "budget", "fresh", "teacher")
+"""The searches whose fits compete for the most likely fit, in order of preference on ties:
+the restart rule, the largest fixed budget (where the task runs the budget curve), the fresh
+block and the start at the teacher."""
+
+TIE_W = 1e-6
+"""Two fits whose log-likelihoods differ by at most this many units of W = 2 (NLL difference)
+count as the same; the earlier search in `SEARCHES` is credited."""
+
+
+def most_likely(candidates: list[tuple[str, SplitFit]], per_network: bool
+                ) -> tuple[dict[str, torch.Tensor], np.ndarray, list[str]]:
+    """The most likely of the candidate fits (label, fit), all of one class: for a class of
+    separate networks (`per_network`) chosen network by network, else for the whole network.
+    Returns its parameters, its per-source summed NLL and, per source network (one entry when
+    not `per_network`), the label of the search that found it (ties within `TIE_W`: the first
+    candidate)."""
+    table = np.stack([f.per_source for _, f in candidates])           # (candidates, K)
+    if not per_network:
+        totals = table.sum(1)
+        index = int(np.flatnonzero(2.0 * (totals - totals.min()) <= TIE_W)[0])
+        return candidates[index][1].params, table[index], [candidates[index][0]]
+    choice = [int(np.flatnonzero(2.0 * (column - column.min()) <= TIE_W)[0])
+              for column in table.T]
+    params = {name: value if is_shared(name) else torch.cat(
+        [candidates[c][1].params[name][:, k : k + 1] for k, c in enumerate(choice)], dim=1)
+        for name, value in candidates[0][1].params.items()}
+    per_source = table[choice, np.arange(table.shape[1])]
+    return params, per_source, [candidates[c][0] for c in choice]
+
+
 def fit_and_check(config: NetworkSweep, family: NetworkFamily, model: Any, counts: np.ndarray,
                   n: int, teacher: dict[str, torch.Tensor], truth: np.ndarray,
                   teacher_nll: float, torch_seed: int, budgets: tuple[int, ...] = ()
@@ -308,10 +428,16 @@ def fit_and_check(config: NetworkSweep, family: NetworkFamily, model: Any, count
     prediction = fisher_prediction(family, model, teacher)
     problem = family.problem(model, counts)
     check = fit_from(problem, teacher, config.steps, tolerance=config.tolerance)
-    search, starts, curve = fit_estimator(config, family, model, problem, n, torch_seed,
-                                          budgets)
+    search, starts, curve, used = fit_estimator(config, family, model, problem, n, torch_seed,
+                                                budgets, counts=counts)
     fit = check if check.train_nll < search.train_nll else search
     fresh = fresh_search(config, family, model, problem, n, torch_seed)
+    largest_budget = [f for b, f in zip(budgets, curve, strict=True) if b == max(budgets)]
+    candidates = [("rule", search), *[("budget", f) for f in largest_budget[:1]],
+                  ("fresh", fresh), ("teacher", check)]
+    best_params, best_per_source, found_by = most_likely(candidates,
+                                                         per_network=not model.shared_units)
+    best_nll = float(best_per_source.sum() / problem.n)
     poor = optimise(problem, take(starts, 0), config.poor_steps, tolerance=config.tolerance)
     poor_nll = float(poor.per_source.sum() / problem.n)
     best_known = min(search.train_nll, check.train_nll, poor_nll, fresh.train_nll)
@@ -358,8 +484,8 @@ def fit_and_check(config: NetworkSweep, family: NetworkFamily, model: Any, count
         "restart_spread": float(np.ptp(search.restart_nll)),
         "projected_gradient": fit.projected_gradient,
         "converged": fit.converged,
-        "starts": search.starts,
-        "blocks": search.blocks,
+        "starts": float(np.mean(used)) if len(set(used)) > 1 else used[0],
+        "blocks": float(np.mean(used)) / config.restarts if len(set(used)) > 1 else search.blocks,
         "rule_stopped": search.rule_stopped,
         "iterations": search.total_iterations + check.iterations,
         "at_bound": fit.at_bound,
@@ -373,6 +499,20 @@ def fit_and_check(config: NetworkSweep, family: NetworkFamily, model: Any, count
         "poor_wilks_statistic": poor_statistic,
         "poor_wilks_pass": poor_wilks_ok,
         "fit_gap_to_best": fit.train_nll - best_known,
+        # effort per source network (the single-source rule runs on every network on its own)
+        "starts_min": min(used),
+        "starts_max": max(used),
+        "network_starts": ";".join(str(u) for u in used),
+        # the most likely fit found by any search, per source network for separate networks
+        **{f"best_{k}": v for k, v in distances(family.probs(model, best_params), truth).items()},
+        "best_nll": best_nll,
+        "best_gap": best_nll - teacher_nll,
+        "best_found_by": ";".join(found_by),
+        **{f"best_from_{label}": sum(f == label for f in found_by) for label in SEARCHES},
+        "best_gain_over_rule": 2.0 * n * (search.train_nll - best_nll),
+        "best_gain_over_fit": 2.0 * n * (fit.train_nll - best_nll),
+        "best_source_loglik": ";".join(f"{-v:.12g}" for v in best_per_source),
+        "search_source_loglik": ";".join(f"{-v:.12g}" for v in search.per_source),
     }
     for B in config.budgets:
         fits = [f for b, f in zip(budgets, curve, strict=True) if b == B]

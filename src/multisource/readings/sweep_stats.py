@@ -191,6 +191,22 @@ def search_only(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def most_likely(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same sweep with every fit replaced by the most likely fit any search found for its
+    seed (`best_*` columns: the restart rule, the largest fixed budget, the fresh block and
+    the start at the teacher; per source network for the single-source estimator). Rows
+    stored before those columns existed keep their fits."""
+    out = frame.copy()
+    for name in ("multi", "single"):
+        if f"best_nll_{name}" not in frame:
+            continue
+        have = frame[f"best_nll_{name}"].notna()
+        for metric in (*METRICS, "nll", "gap"):
+            out[f"{metric}_{name}"] = np.where(have, frame[f"best_{metric}_{name}"],
+                                               frame[f"{metric}_{name}"])
+    return out
+
+
 def effort(frame: pd.DataFrame) -> pd.DataFrame:
     """Optimisation effort per estimator, from the stored rows: random starts per source
     network (first stage), blocks, share of fits whose restart rule stopped on its improvement
