@@ -9,10 +9,13 @@
 - `crossover`     where a simulated risk difference changes sign, with a bootstrap interval.
 - `tabular`       the same phenomenon for tabular autoregressive sources (exact TV by enumeration).
 - `families`      model families the decision rule can fit (pooled / separate / partially pooled).
+- `shrinkage`     the random-intercept model (REML from per-source sums): shrinkage by size.
+- `conditional`   the `linear` family, y given x per source, pooled or with shrunk intercepts.
 - `advise`        the cross-validated decision rule; `report` puts its findings in words.
 - `evaluate`      how often the rule picks the estimator with the lower true risk (exact, or
                   Monte Carlo TV for other families and non-Gaussian noise).
-- `csvdata`       reading and checking a CSV of samples labelled by source.
+- `csvdata`       reading and checking a CSV of samples labelled by source (`fastread`: the
+                  pyarrow reader of clean CSV and Parquet files).
 - `collapse`      recursive training on generated data (model collapse), pooled against separate.
 - `cli`           `multisource advise FILE.csv`.
 """
