@@ -1,0 +1,85 @@
+"""Fast reading of labelled samples with pyarrow (CSV and Parquet).
+
+`read_fast` returns the samples when the file is clean (unique non-empty header names, a
+`source` column of non-empty labels, numeric finite features, at least 2 sources) and None
+otherwise, so that `csvdata.read_checked` reads it again line by line and names the problem.
+Parquet files have no line-by-line fallback: their problems are reported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from multisource.validation import InputError
+
+SOURCE_COLUMN = "source"
+MISSING = {"", "nan", "na", "n/a", "null", "none"}
+
+
+def _samples(table: object, name: str, strict: bool) -> object | None:
+    """LabelledSamples from a pyarrow table, or None (strict: an InputError instead)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from multisource.pooling.csvdata import LabelledSamples
+
+    def fail(message: str) -> None:
+        if strict:
+            raise InputError(f"{name}: {message}")
+
+    header = list(table.column_names)
+    if (len(set(header)) != len(header) or any(not c or c != c.strip() for c in header)
+            or SOURCE_COLUMN not in header or len(header) < 2 or table.num_rows == 0):
+        return fail("needs unique column names, a 'source' column, a feature column and "
+                    "at least one row")
+    features = [c for c in header if c != SOURCE_COLUMN]
+    labels = pc.utf8_trim_whitespace(table[SOURCE_COLUMN].cast(pa.string()))
+    if labels.null_count or pc.any(pc.is_in(pc.utf8_lower(labels),
+                                            pa.array(sorted(MISSING)))).as_py():
+        return fail("the source column has an empty label")
+    x = np.empty((table.num_rows, len(features)))
+    for j, column in enumerate(features):
+        values = table[column]
+        if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+            return fail(f"column {column!r} is not numeric ({values.type})")
+        if values.null_count:
+            return fail(f"column {column!r} has missing values")
+        x[:, j] = values.to_numpy().astype(float, copy=False)
+    if not np.isfinite(x).all():
+        return fail("a feature is not finite")
+    encoded = pc.dictionary_encode(labels).combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    order = np.argsort(np.array(names, dtype=object))
+    rank = np.empty(len(names), np.int64)
+    rank[order] = np.arange(len(names))
+    if len(names) < 2:
+        return fail("holds a single source")
+    y = rank[encoded.indices.to_numpy()]
+    return LabelledSamples(x, y, tuple(sorted(names)), tuple(features))
+
+
+def read_fast(path: Path) -> object | None:
+    """Samples of a clean CSV or Parquet file, else None (CSV) or an InputError (Parquet)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        name = path.name or str(path)
+        try:
+            table = pq.read_table(path)
+        except Exception as error:   # pyarrow raises several types for unreadable files
+            reason = " ".join(str(error).split())[:200]
+            raise InputError(f"cannot read {name} as Parquet: {reason}") from None
+        return _samples(table, name, strict=True)
+    if not path.is_file():
+        return None
+    import pyarrow as pa
+    from pyarrow import csv
+
+    try:
+        table = csv.read_csv(path, convert_options=csv.ConvertOptions(
+            column_types={SOURCE_COLUMN: pa.string()}, strings_can_be_null=False))
+        return _samples(table, path.name, strict=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError):
+        return None
