@@ -171,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _advise_parser() -> argparse.ArgumentParser:
+    """Only `advise` (it needs neither torch nor the experiments that build_parser imports)."""
+    from multisource.pooling.cli import add_parser as add_advise_parser
+
+    parser = OneLineArgumentParser(prog="multisource", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=OneLineArgumentParser)
+    add_advise_parser(commands)
+    return parser
+
+
 def _add_imagenet_parsers(commands: argparse._SubParsersAction) -> None:
     """`multisource imagenet prepare|encode|train|sample|evaluate` (the paper's protocol)."""
     from multisource.devices import DEVICE_CHOICES
@@ -275,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    args = build_parser().parse_args(argv)
+    args = (_advise_parser() if argv[:1] == ["advise"] else build_parser()).parse_args(argv)
     try:
         return _dispatch(args)
     except BrokenPipeError:

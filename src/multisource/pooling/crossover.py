@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from multisource.validation import InputError
 
@@ -39,7 +39,7 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> MeanInterval:
     if values.size < 2:
         raise InputError("a t interval needs at least 2 values")
     mean = float(values.mean())
-    half = float(stats.t.ppf(0.5 + level / 2, values.size - 1)
+    half = float(special.stdtrit(values.size - 1, 0.5 + level / 2)
                  * values.std(ddof=1) / np.sqrt(values.size))
     return MeanInterval(mean, mean - half, mean + half, int(values.size))
 

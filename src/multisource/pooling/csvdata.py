@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from multisource.validation import InputError
 
@@ -108,6 +107,8 @@ def read_checked(path: Path) -> LabelledSamples:
         raise InputError(f"{name} has no feature columns besides '{SOURCE_COLUMN}'")
     if not rows:
         raise InputError(f"{name} has a header but no samples")
+
+    import pandas as pd  # here: clean files never need it (`fastread`)
 
     lines = np.array([line for line, _ in rows])
     frame = pd.DataFrame([fields for _, fields in rows], columns=header, dtype=str)

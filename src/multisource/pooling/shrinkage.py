@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 
 from multisource.validation import InputError
 
@@ -102,6 +101,8 @@ def fit_random_intercept(s: GroupSums) -> RandomIntercept:
     if K < 2 or q >= N:
         raise InputError(f"a random-intercept fit needs at least 2 sources and more than {q} "
                          "samples")
+    from scipy import optimize  # imported here: `advise` starts without it
+
     result = optimize.minimize_scalar(lambda t: _profile(s, float(np.exp(t))),
                                       bounds=(-25.0, 25.0), method="bounded",
                                       options={"xatol": 1e-9})
