@@ -311,7 +311,8 @@ def _dominance_reason(heldout: dict[str, np.ndarray], recommendation: str,
             i = int(np.argmax(np.abs(d)))
             who = (f"one sample (row {i + 1}, source {names[y[i]]!r})" if top == 1
                    else f"{top} samples ({100 * top / d.size:.0f}% of them)")
-            return (f"{who} carries {100 * share:.0f}% of the summed |held-out differences| "
+            verb = "carries" if top == 1 else "carry"
+            return (f"{who} {verb} {100 * share:.0f}% of the summed |held-out differences| "
                     f"between {a} and {b}")
     return None
 
