@@ -50,11 +50,11 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from multisource.devices import describe_device, resolve_device
+from multisource.common.devices import describe_device, resolve_device
+from multisource.common.provenance import atomic_write_text, environment_record, git_commit
 from multisource.models.diffusion import PRESETS, PowerFunctionEMA, build_model, count_parameters
 from multisource.models.diffusion.device_data import resident
 from multisource.models.diffusion.training import learning_rate, make_batch, train_step
-from multisource.provenance import atomic_write_text, environment_record, git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COSTS = Path(__file__).resolve().parent.parent / "book" / "_generated" / "imagenet_costs.md"

@@ -18,11 +18,11 @@ import time
 
 import torch
 
+from multisource.common.paths import REPO_ROOT
+from multisource.common.provenance import atomic_write_text, environment_record
 from multisource.experiments.edm2_miniature import PROFILES
 from multisource.models.diffusion import DiffusionConfig, TrainConfig, build_model
 from multisource.models.diffusion.training import make_batch, train_step
-from multisource.paths import REPO_ROOT
-from multisource.provenance import atomic_write_text, environment_record
 
 
 def seconds_per_step(batch: int, steps: int, label_dim: int = 3) -> float:

@@ -21,12 +21,12 @@ import time
 
 import torch
 
+from multisource.common.paths import BUILD_DIR, REPO_ROOT
+from multisource.common.provenance import atomic_write_text, environment_record
 from multisource.experiments.edm2_converged import BOOK
 from multisource.models.diffusion import DiffusionConfig, PowerFunctionEMA, TrainConfig, build_model
 from multisource.models.diffusion.stacked import StackedTrainer, StackMember
 from multisource.models.diffusion.training import learning_rate, make_batch, train_step
-from multisource.paths import BUILD_DIR, REPO_ROOT
-from multisource.provenance import atomic_write_text, environment_record
 
 
 def _configs(seed: int) -> tuple[DiffusionConfig, TrainConfig]:

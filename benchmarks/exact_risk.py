@@ -17,13 +17,13 @@ import json
 import time
 from collections.abc import Callable
 
+from multisource.common.paths import REPO_ROOT
+from multisource.common.provenance import atomic_write_text, environment_record
 from multisource.experiments.gaussian import (
     ESTIMATORS,
     exact_expected_risk,
     exact_expected_risk_reference,
 )
-from multisource.paths import REPO_ROOT
-from multisource.provenance import atomic_write_text, environment_record
 
 SETTING = {"K": 5, "d": 10, "d1": 5}
 BOTH_N = (100, 500, 1000, 2000, 5000)

@@ -19,6 +19,8 @@ import time
 
 import torch
 
+from multisource.common.paths import BUILD_DIR, REPO_ROOT
+from multisource.common.provenance import atomic_write_text, environment_record
 from multisource.experiments.gaussian import (
     PUBLISHED_SEEDS,
     ReplicationSetting,
@@ -26,8 +28,6 @@ from multisource.experiments.gaussian import (
     replicate_seed,
 )
 from multisource.models.gaussian_naive import naive_replicate_seed
-from multisource.paths import BUILD_DIR, REPO_ROOT
-from multisource.provenance import atomic_write_text, environment_record
 
 COMMITTED = REPO_ROOT / "benchmarks" / "results" / "gaussian_replication.json"
 

@@ -51,7 +51,7 @@ from multisource.experiments.sweep import (
 )
 from multisource.models.split_fit import fit_from, fit_with_rule, gaussian_in_box
 from multisource.pooling.evaluate import wilson
-from multisource.sweep_stats import ratio_interval
+from multisource.readings.sweep_stats import ratio_interval
 
 BUDGETS = (15, 40, 80)
 SEARCHES = ("rule", *(f"B{b}" for b in BUDGETS))

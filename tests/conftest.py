@@ -7,7 +7,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from multisource.paths import reference_path
+from multisource.common.paths import reference_path
 
 # Small matrices everywhere: one BLAS thread, also when pytest is run without `make unit`
 # (OpenBLAS threads spinning on a busy 2-core machine made a test 17x slower).

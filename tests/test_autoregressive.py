@@ -9,10 +9,10 @@ import pytest
 import torch
 from gradient_check import assert_fast_gradient_matches_autograd
 
-from multisource.bounds import bound_ratio
+from multisource.common.validation import InputError
 from multisource.experiments import get
 from multisource.models import autoregressive as ar
-from multisource.validation import InputError
+from multisource.theory.bounds import bound_ratio
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 
-from multisource import bracketing as br
-from multisource.validation import InputError
+from multisource.common.validation import InputError
+from multisource.theory import bracketing as br
 
 FAST = settings(max_examples=60, deadline=None)
 widths_st = st.floats(min_value=1e-6, max_value=20.0, allow_nan=False, allow_infinity=False)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from multisource.paths import BOOK_DIR, REPO_ROOT
+from multisource.common.paths import BOOK_DIR, REPO_ROOT
 
 SPEC = importlib.util.spec_from_file_location("browser_check",
                                               REPO_ROOT / "scripts" / "browser_check.py")

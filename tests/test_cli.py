@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from multisource.cli import main
+from multisource.common.validation import InputError
 from multisource.experiments import gaussian
-from multisource.validation import InputError
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,7 +77,7 @@ def test_bad_input_in_a_real_process_has_no_traceback() -> None:
 
 
 def test_bad_profile_writes_nothing(tmp_path, monkeypatch) -> None:
-    from multisource import paths
+    from multisource.common import paths
     from multisource.experiments import runner
 
     monkeypatch.setattr(runner, "results_path",
@@ -119,7 +119,7 @@ def test_diffusion_and_imagenet_commands_reject_bad_input(capsys) -> None:
 
 
 def test_output_and_input_path_checks(tmp_path) -> None:
-    from multisource.validation import check_input_file, check_output_path
+    from multisource.common.validation import check_input_file, check_output_path
 
     assert check_output_path("--out", str(tmp_path / "new" / "deeper"), kind="dir").name == \
         "deeper"

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from multisource import chapters, cli, paths, status
-from multisource.chapters import Chapter
+from multisource import cli
+from multisource.book import execution, registry, status
+from multisource.book.registry import Chapter
+from multisource.common import paths
 from multisource.experiments import runner
 
 REPO = paths.REPO_ROOT
@@ -43,12 +45,12 @@ def scratch(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(runner, "results_path",
                         lambda e, p, suffix=".csv": results / e / f"{p}{suffix}")
     monkeypatch.setattr(runner, "COMPUTED_RESULTS_DIR", tmp_path / "computed")
-    monkeypatch.setattr(chapters, "EXECUTED_DIR", tmp_path / "build" / "executed")
+    monkeypatch.setattr(execution, "EXECUTED_DIR", tmp_path / "build" / "executed")
     book = tmp_path / "notebooks"
     book.mkdir()
     chapter = Chapter("01_formulation", "Synthetic", "a test", directory=book)
     chapter.source.write_text(CHAPTER_SOURCE)
-    monkeypatch.setattr(chapters, "CHAPTERS", (chapter,))
+    monkeypatch.setattr(registry, "CHAPTERS", (chapter,))
     monkeypatch.setattr(status, "CHAPTERS", (chapter,))
 
     def never(*args, **kwargs):
@@ -117,7 +119,7 @@ CASES = [
 
 def plant(kind: str | None, scratch: Path, monkeypatch) -> None:
     results = scratch / "results"
-    chapter = chapters.CHAPTERS[0]
+    chapter = registry.CHAPTERS[0]
     if kind == "results-unwritable":
         (scratch / "a-file").write_text("x")
         monkeypatch.setattr(runner, "results_path", lambda e, p, suffix=".csv":
@@ -131,7 +133,7 @@ def plant(kind: str | None, scratch: Path, monkeypatch) -> None:
     elif kind == "a-file":
         (scratch / "a-file").write_text("x")
     elif kind == "build-unwritable":
-        monkeypatch.setattr(chapters, "EXECUTED_DIR", Path("/proc/no/executed"))
+        monkeypatch.setattr(execution, "EXECUTED_DIR", Path("/proc/no/executed"))
     elif kind == "source-binary":
         chapter.source.write_bytes(b"\xff\xfe\x00\x01 not markdown")
     elif kind == "source-no-parameters":
@@ -174,7 +176,7 @@ def test_run_stops_before_any_task_when_results_folder_is_read_only(scratch, mon
 
 
 def test_debug_shows_the_exception() -> None:
-    from multisource.validation import InputError
+    from multisource.common.validation import InputError
 
     with pytest.raises(InputError):
         cli.main(["gaussian", "exact", "--n", "0", "--debug"])
@@ -194,7 +196,7 @@ def test_help_helps(argv, expected, capsys) -> None:
 
 def test_status_reports_every_chapter_and_marks_a_damaged_one(scratch, monkeypatch, capsys
                                                               ) -> None:
-    damaged = chapters.CHAPTERS[0]
+    damaged = registry.CHAPTERS[0]
     fine = Chapter("02_theorem_3_2", "Fine", "a test", directory=damaged.directory)
     fine.source.write_text(CHAPTER_SOURCE)
     monkeypatch.setattr(status, "CHAPTERS", (damaged, fine))
@@ -214,9 +216,9 @@ def test_execute_runs_a_chapter_named_several_ways_once(scratch, monkeypatch, ca
 
     def fake(plan, **kwargs):
         ran.append(plan.chapter.stem)
-        return chapters.Execution(plan, 0.0, False)
+        return execution.Execution(plan, 0.0, False)
 
-    monkeypatch.setattr(chapters, "execute_chapter", fake)
+    monkeypatch.setattr(execution, "execute_chapter", fake)
     assert cli.main(["execute", "1", "01", "01_formulation", "--profile", "smoke"]) == 0
     assert ran == ["01_formulation"]
     assert "[1/1]" in capsys.readouterr().out

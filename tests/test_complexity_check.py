@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multisource.complexity import (
+from multisource.common.validation import InputError
+from multisource.experiments.gaussian import exact_expected_risk
+from multisource.theory.complexity import (
     COMPLEXITY_TERMS,
     MAX_COMPLEXITY_SPREAD,
     check_complexity_term,
     risk_complexity_spread,
 )
-from multisource.experiments.gaussian import exact_expected_risk
-from multisource.validation import InputError
 
 N = 20_000
 SETTINGS = [(K, d, d1, est) for K in (1, 3, 15) for d in (1, 10) for d1 in sorted({0, d // 2, d})

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from multisource.common.validation import InputError
 from multisource.models.diffusion import (
     PRESETS,
     DiffusionConfig,
@@ -29,7 +30,6 @@ from multisource.models.diffusion.layers import (
     pixel_norm,
 )
 from multisource.models.diffusion.sampler import heun_sample
-from multisource.validation import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,9 +13,9 @@ import time
 import pytest
 import torch
 
+from multisource.common.validation import InputError
 from multisource.models.diffusion import PRESETS, build_model, load_result, sample, train
 from multisource.models.diffusion.train_cli import load_digits_tensors, main
-from multisource.validation import InputError
 
 CPU = torch.device("cpu")
 

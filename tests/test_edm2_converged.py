@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
+from multisource.common.validation import InputError
 from multisource.experiments import edm2_converged as exp
-from multisource.validation import InputError
 
 TINY = dataclasses.replace(exp.SMOKE, k_values=(1, 3), groups=(), eval_grid=(8, 12, 16, 24),
                            cap_per_class=8, samples_per_class=8, heldout_per_class=10,

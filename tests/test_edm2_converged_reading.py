@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multisource import edm2_converged_reading as r
 from multisource.experiments.edm2_converged import ARMS, SMOKE, model_key
+from multisource.readings import edm2_converged_reading as r
 
 
 def _frame(seeds: int = 6, nll_shift: float = -0.5, accuracy_shift: float = -0.2,

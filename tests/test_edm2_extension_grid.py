@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
+from multisource.common.validation import InputError
 from multisource.experiments import edm2_converged as base
 from multisource.experiments import edm2_extension as ext
 from multisource.experiments import edm2_extension_grid as grid
-from multisource.validation import InputError
 
 TINY = dataclasses.replace(base.SMOKE, k_values=(1, 3), groups=(), eval_grid=(8, 12, 16, 24),
                            cap_per_class=8, samples_per_class=8, heldout_per_class=10,

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from multisource.common.validation import InputError
 from multisource.experiments import edm2_miniature as exp
-from multisource.validation import InputError
 
 BOOK = exp.PROFILES["book"]
 

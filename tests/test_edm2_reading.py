@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from multisource import edm2_reading as reading
+from multisource.common.paths import DATA_DIR
 from multisource.experiments import edm2_miniature as exp
-from multisource.paths import DATA_DIR
-from multisource.power import minimum_detectable_effect, seeds_for_mde
+from multisource.readings import edm2_reading as reading
+from multisource.readings.power import minimum_detectable_effect, seeds_for_mde
 
 CONFIG = dataclasses.replace(exp.SMOKE, seeds=(0, 1, 2, 3))
 # Planted per-seed differences multi - single of the anchor's FCD, per multi-source model.

@@ -10,9 +10,9 @@ import pytest
 import torch
 from gradient_check import assert_fast_gradient_matches_autograd
 
+from multisource.common.validation import InputError
 from multisource.experiments import get
 from multisource.models import energy as en
-from multisource.validation import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

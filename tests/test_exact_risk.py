@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+from multisource.common.validation import InputError
 from multisource.experiments import gaussian
 from multisource.sources import nonempty_count_law
-from multisource.validation import InputError
 
 SETTINGS = [  # (K, d, d1, n, p_y)
     (5, 10, 5, 500, None),

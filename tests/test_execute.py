@@ -16,16 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from multisource import chapters
-from multisource.chapters import (
-    Chapter,
-    ChapterFailed,
-    execute_chapter,
-    normalise_executed,
-    notebook_state,
-    plan_execution,
-)
-from multisource.validation import InputError
+from multisource.book import execution, normalise, registry
+from multisource.book.execution import ChapterFailed, execute_chapter, plan_execution
+from multisource.book.inputs import notebook_state
+from multisource.book.normalise import normalise_executed
+from multisource.book.registry import Chapter
+from multisource.common.validation import InputError
 
 SOURCE = textwrap.dedent('''\
     ---
@@ -56,7 +52,7 @@ SOURCE = textwrap.dedent('''\
     import pandas as pd
 
     if scale < 0:
-        from multisource.validation import InputError
+        from multisource.common.validation import InputError
         raise InputError("scale must be >= 0")
     values = np.random.default_rng(seed).normal(size=5) * scale
     print(profile, f"{values.sum():.6f}")
@@ -84,7 +80,7 @@ def scratch_repo(tmp_path, monkeypatch) -> tuple[Path, Chapter]:
     (repo / ".gitignore").write_text("_build/\n")
     chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=repo / "notebooks")
     chapter.source.write_text(SOURCE)
-    monkeypatch.setattr(chapters, "EXECUTED_DIR", repo / "_build" / "executed")
+    monkeypatch.setattr(execution, "EXECUTED_DIR", repo / "_build" / "executed")
     git(repo, "init", "-q")
     git(repo, "-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-q",
         "--allow-empty", "-m", "empty")
@@ -108,7 +104,7 @@ def test_executing_twice_leaves_git_status_clean_and_other_runs_go_elsewhere(
     assert chapter.notebook.stat().st_mtime_ns == stamp
 
     smoke = execute_chapter(chapter, profile="smoke", parameters={"seed": 5})
-    key = chapters.parameters_key({"seed": 5})
+    key = execution.parameters_key({"seed": 5})
     assert smoke.plan.output == repo / "_build" / "executed" / "smoke" / \
         f"99_synthetic-p{key}.ipynb"
     assert git(repo, "status", "--porcelain") == ""
@@ -151,7 +147,7 @@ def test_bad_parameters_are_refused_before_any_work(tmp_path, parameters, match)
 
 
 def test_parameter_values_parse_as_python_literals() -> None:
-    parse = chapters.parse_parameter_value
+    parse = registry.parse_parameter_value
     assert parse("7") == 7 and parse("0.5") == 0.5 and parse("[1, 2]") == [1, 2]
     assert parse("True") is True and parse("'x'") == "x" and parse("cpu") == "cpu"
 
@@ -181,7 +177,7 @@ def test_only_values_that_change_the_run_are_injected(tmp_path) -> None:
 
     chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=tmp_path)
     chapter.source.write_text(SOURCE)
-    injected = chapters._injected_parameters
+    injected = execution._injected_parameters
     assert injected(plan_execution(chapter)) == {}
     # `cpu` is what `auto` means on a machine without CUDA: nothing to inject, same notebook
     assert ("device" in injected(plan_execution(chapter, device="cpu"))) == \
@@ -194,10 +190,10 @@ def test_a_dirty_commit_record_is_replaced_once_by_a_clean_one() -> None:
     def notebook(commit: str) -> dict:
         return {"metadata": {"multisource": {"source_commit": commit}}}
 
-    assert chapters._cleans_commit(notebook("abc-dirty"), {"source_commit": "def"})
-    assert not chapters._cleans_commit(notebook("abc"), {"source_commit": "def"})  # no churn
-    assert not chapters._cleans_commit(notebook("abc-dirty"), {"source_commit": "def-dirty"})
-    assert not chapters._cleans_commit({"metadata": {}}, {"source_commit": "def"})
+    assert normalise._cleans_commit(notebook("abc-dirty"), {"source_commit": "def"})
+    assert not normalise._cleans_commit(notebook("abc"), {"source_commit": "def"})  # no churn
+    assert not normalise._cleans_commit(notebook("abc-dirty"), {"source_commit": "def-dirty"})
+    assert not normalise._cleans_commit({"metadata": {}}, {"source_commit": "def"})
 
 
 def test_cells_that_only_check_are_hidden_by_rule() -> None:
@@ -233,14 +229,14 @@ def test_a_tag_change_alone_rewrites_the_committed_notebook(scratch_repo) -> Non
     committed = json.loads(chapter.notebook.read_text())
     notebook = copy.deepcopy(committed)
     notebook["cells"][1]["metadata"]["tags"] = ["hide-input"]   # as if tagged by an older rule
-    chapter.notebook.write_text(chapters.notebook_text(notebook))
+    chapter.notebook.write_text(normalise.notebook_text(notebook))
     again = execute_chapter(chapter)
     assert again.written   # the same outputs, other tags: a change worth writing
     assert json.loads(chapter.notebook.read_text())["cells"] == committed["cells"]
 
 
 def test_other_parameters_go_to_other_files(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(chapters, "EXECUTED_DIR", tmp_path / "executed")
+    monkeypatch.setattr(execution, "EXECUTED_DIR", tmp_path / "executed")
     chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=tmp_path)
     chapter.source.write_text(SOURCE)
     outputs = {plan_execution(chapter, profile="smoke", parameters=p).output
@@ -259,9 +255,9 @@ def test_other_parameters_go_to_other_files(tmp_path, monkeypatch) -> None:
     ("src/x.ipynb", "must be under _build/"),
 ])
 def test_out_never_writes_into_the_repository_outside_build(where, message) -> None:
-    from multisource.paths import REPO_ROOT
+    from multisource.common.paths import REPO_ROOT
 
-    chapter = chapters.find_chapter("04")
+    chapter = registry.find_chapter("04")
     with pytest.raises(InputError, match=message):
         plan_execution(chapter, profile="smoke", output=REPO_ROOT / where)
     assert plan_execution(chapter, profile="smoke",
@@ -314,7 +310,7 @@ def stale_experiment(tmp_path, monkeypatch):
 
 def test_stale_stored_results_stop_the_book_profile_with_one_line(tmp_path, monkeypatch,
                                                                   stale_experiment) -> None:
-    monkeypatch.setattr(chapters, "EXECUTED_DIR", tmp_path / "_build" / "executed")
+    monkeypatch.setattr(execution, "EXECUTED_DIR", tmp_path / "_build" / "executed")
     chapter = Chapter("99_synthetic", "Synthetic", "a test", directory=tmp_path / "notebooks")
     chapter.directory.mkdir()
     chapter.source.write_text(SOURCE)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from imagenet_fixtures import save_standin_inception
 
+from multisource.common.validation import InputError
 from multisource.image_metrics.fid import (
     feature_statistics,
     fid_from_statistics,
@@ -17,7 +18,6 @@ from multisource.image_metrics.fid import (
 )
 from multisource.image_metrics.frechet import frechet_distance_features
 from multisource.image_metrics.inception import inception_features, inception_network
-from multisource.validation import InputError
 
 
 def _grid_sample_reference(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from multisource import fisher
-from multisource.bounds import bound_ratio
 from multisource.experiments.energy import ising_fisher
 from multisource.models import autoregressive as ar
 from multisource.models import energy as en
 from multisource.models.split_fit import as_separate_networks
+from multisource.theory import fisher
+from multisource.theory.bounds import bound_ratio
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

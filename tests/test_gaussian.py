@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
+from multisource.common.validation import InputError
 from multisource.experiments import gaussian
 from multisource.metrics import tv_gaussian_identity
 from multisource.models.gaussian import fit_multi, fit_single, log_density
 from multisource.models.gaussian_naive import naive_replicate_seed
 from multisource.sources import GaussianSources
-from multisource.validation import InputError
 
 
 # ---------------------------------------------------------------- closed-form TV

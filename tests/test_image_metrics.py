@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from multisource.common.validation import InputError
 from multisource.image_metrics import (
     class_scores,
     frechet_distance,
@@ -18,7 +19,6 @@ from multisource.image_metrics import (
 from multisource.image_metrics.frechet import gaussian_stats
 from multisource.image_metrics.inception import InceptionUnavailableError, inception_features
 from multisource.images import load_domain
-from multisource.validation import InputError
 
 
 def test_frechet_distance_closed_form_for_gaussians() -> None:

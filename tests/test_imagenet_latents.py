@@ -17,11 +17,11 @@ import torch
 from imagenet_fixtures import make_image_folder, save_standin_inception, save_tiny_vae
 
 from multisource.cli import main
-from multisource.images import imagenet, latents
+from multisource.common.validation import InputError
+from multisource.images import imagenet, imagenet_runs, latents
 from multisource.models.diffusion import load_result, sample
 from multisource.models.diffusion.config import PAPER_SCHEDULES, paper_train_config
 from multisource.models.diffusion.schedules import select_schedule
-from multisource.validation import InputError
 
 pytest.importorskip("diffusers")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -138,7 +138,7 @@ def test_paper_preset_selects_the_authors_schedule(tmp_path, capsys) -> None:
     assert "schedule edm2-img256-xs-3c-500 (K=3, n=500 per class, level sim3" in out
     assert "32768 steps of batch 2048" in out     # 67,108,864 images / 2048
     assert not (tmp_path / "unused").exists()
-    plan, _ = imagenet.plan_training(good, preset="paper", device="cpu")
+    plan, _ = imagenet_runs.plan_training(good, preset="paper", device="cpu")
     assert plan.model_config.img_resolution == 32 and plan.model_config.img_channels == 4
     assert plan.model_config.attn_resolutions == (16, 8) and plan.value_range is None
     assert plan.train_config == paper_train_config(3, 500, precision="fp32")
@@ -155,7 +155,7 @@ def test_paper_preset_selects_the_authors_schedule(tmp_path, capsys) -> None:
              class_indices=np.asarray([171, 182, 198]),
              meta=np.asarray(json.dumps({"level": "sim3", "n_per_class": 500})))
     with pytest.raises(InputError, match="4x32x32 SD-VAE latents"):
-        imagenet.plan_training(pixels, preset="paper", device="cpu")
+        imagenet_runs.plan_training(pixels, preset="paper", device="cpu")
 
 
 def test_schedule_table_and_variants() -> None:

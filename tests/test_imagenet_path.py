@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from imagenet_fixtures import make_image_folder
 
+from multisource.common.validation import InputError
 from multisource.image_metrics.inception import InceptionUnavailableError
-from multisource.images import imagenet
-from multisource.validation import InputError
+from multisource.images import imagenet, imagenet_runs
 
 
 def _make_folder(root, level: str = "sim1", k: int = 3, per_class: int = 6) -> None:
@@ -47,13 +47,13 @@ def test_prepare_train_sample_evaluate_on_tiny_folder(tmp_path) -> None:
     again = imagenet.prepare_subset(train_dir, "sim1", 3, 4, 8, tmp_path / "again.npz")
     assert np.array_equal(imagenet.load_subset(again).images, subset.images)
 
-    run = imagenet.train_subset(data, tmp_path / "run", preset="smoke", device="cpu",
+    run = imagenet_runs.train_subset(data, tmp_path / "run", preset="smoke", device="cpu",
                                 total_steps=3, batch_size=8, progress=False)
-    samples = imagenet.sample_subset(run, tmp_path / "samples.npz", samples_per_class=5,
+    samples = imagenet_runs.sample_subset(run, tmp_path / "samples.npz", samples_per_class=5,
                                      num_steps=3, device="cpu")
     gen = imagenet.load_subset(samples)
     assert gen.images.shape == (15, 8, 8, 3)
-    report = imagenet.evaluate_subset(samples, ref, extractor="pixels",
+    report = imagenet_runs.evaluate_subset(samples, ref, extractor="pixels",
                                       out=tmp_path / "report.json")
     assert set(report["per_class"]) == {"171", "1", "18"}
     assert np.isfinite(report["mean"]) and report["mean"] >= 0
@@ -65,8 +65,9 @@ def test_prepare_train_sample_evaluate_on_tiny_folder(tmp_path) -> None:
                                                          dtype=np.uint8),
              labels=noise.labels, class_indices=noise.class_indices,
              meta=np.asarray(json.dumps({})))
-    self_fd = imagenet.evaluate_subset(ref, ref, extractor="pixels")["mean"]
-    noise_fd = imagenet.evaluate_subset(tmp_path / "noise.npz", ref, extractor="pixels")["mean"]
+    self_fd = imagenet_runs.evaluate_subset(ref, ref, extractor="pixels")["mean"]
+    noise_fd = imagenet_runs.evaluate_subset(tmp_path / "noise.npz", ref,
+                                             extractor="pixels")["mean"]
     assert self_fd < 1e-6 < noise_fd
 
 
@@ -75,7 +76,7 @@ def test_inception_evaluation_fails_loudly_without_weights(tmp_path, monkeypatch
     _make_folder(tmp_path, k=1, per_class=3)
     ref = imagenet.prepare_subset(tmp_path / "train", "sim1", 1, None, 8, tmp_path / "r.npz")
     with pytest.raises(InceptionUnavailableError) as err:
-        imagenet.evaluate_subset(ref, ref, extractor="inception")
+        imagenet_runs.evaluate_subset(ref, ref, extractor="inception")
     assert "\n" not in str(err.value) and "MULTISOURCE_INCEPTION_WEIGHTS" in str(err.value)
 
 

@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
+from multisource.common.validation import InputError
 from multisource.images import data as images
-from multisource.validation import InputError
 
 HAVE_FASHION = all((images.FASHION_SYSTEM_DIR / f).is_file()
                    for pair in images.FASHION_FILES.values() for f in pair)

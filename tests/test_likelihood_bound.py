@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from multisource.common.validation import InputError
 from multisource.models.diffusion.likelihood import log_sigma_grid, nll_bound_bits
-from multisource.validation import InputError
 
 
 class GaussianDenoiser(nn.Module):

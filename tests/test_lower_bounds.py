@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from multisource import lower_bounds as lb
+from multisource.common.validation import InputError
 from multisource.experiments.gaussian import (
     exact_expected_risk,
     exact_expected_tv_per_source,
     simulate_source_tvs,
 )
-from multisource.validation import InputError
+from multisource.theory import lower_bounds as lb
 
 GRID = [(K, d, d1, n) for K in (1, 2, 5, 15) for d, d1 in ((10, 5), (10, 0), (10, 10), (2, 1))
         for n in (30, 300, 3000, 100_000) if n >= 2 * K]

@@ -9,15 +9,10 @@ import re
 import jupytext
 import pytest
 
-from multisource.chapters import (
-    HIDING_TAGS,
-    REMOVE_CELL,
-    REMOVE_INPUT,
-    available_chapters,
-    reader_tag,
-)
-from multisource.paths import BOOK_DIR
-from multisource.status import status_table
+from multisource.book.normalise import HIDING_TAGS, REMOVE_CELL, REMOVE_INPUT, reader_tag
+from multisource.book.registry import available_chapters
+from multisource.book.status import status_table
+from multisource.common.paths import BOOK_DIR
 
 CHAPTERS = available_chapters()
 # `{numref}`fig-name`` or `{numref}`Figure %s <fig-name>``
@@ -81,7 +76,7 @@ def test_no_injected_parameters_cell_is_shown(chapter) -> None:
 
 def test_cells_that_only_check_are_hidden_from_readers(chapter) -> None:
     """nbval's compared cells and assert/glue cells carry the tag `multisource execute` gives
-    them by rule (`chapters.reader_tag`); a notebook executed before the rule fails here until
+    them by rule (`book.normalise.reader_tag`); a notebook executed before the rule fails here until
     it is executed again (`multisource execute <stem>` at a clean commit)."""
     notebook = json.loads(chapter.notebook.read_text())
     untagged = []

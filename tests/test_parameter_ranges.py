@@ -1,6 +1,6 @@
 """Every parameter of every chapter has a declared range, checked before any work.
 
-The ranges live in `multisource.chapters.PARAMETER_RANGES`, not in the chapters: a parameter
+The ranges live in `multisource.parameters.PARAMETER_RANGES`, not in the chapters: a parameter
 added to a chapter's `parameters` cell without a range fails here, so none slips through.
 """
 
@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from multisource import chapters, cli
-from multisource.chapters import (
-    CHAPTERS,
-    OPTION_PARAMETERS,
-    PARAMETER_RANGES,
-    chapter_parameters,
-    check_parameters,
-    find_chapter,
-)
-from multisource.validation import InputError
+from multisource import cli
+from multisource.book import execution
+from multisource.book.parameters import PARAMETER_RANGES, check_parameters
+from multisource.book.registry import CHAPTERS, OPTION_PARAMETERS, chapter_parameters, find_chapter
+from multisource.common.validation import InputError
 
 PRESENT = [c for c in CHAPTERS if c.source.exists()]
 
@@ -28,7 +23,7 @@ def test_every_parameter_has_a_declared_range_and_its_default_is_in_it(chapter) 
     declared = set(PARAMETER_RANGES.get(chapter.stem, {}))
     assert parameters - declared == set(), (
         f"declare a range for each new parameter of {chapter.stem} in "
-        f"multisource.chapters.PARAMETER_RANGES")
+        f"multisource.parameters.PARAMETER_RANGES")
     for profile in ("smoke", "book", "paper"):
         assert check_parameters(chapter, {}, profile=profile) == {}
 
@@ -85,7 +80,7 @@ def test_the_cli_refuses_before_the_kernel_starts(argv, monkeypatch, capsys) -> 
         raise AssertionError("the kernel started before the parameters were checked")
 
     monkeypatch.setattr(papermill, "execute_notebook", never)
-    monkeypatch.setattr(chapters, "execute_chapter", never)
+    monkeypatch.setattr(execution, "execute_chapter", never)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("multisource: error: parameter ")

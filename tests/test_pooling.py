@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from multisource.common.validation import InputError
 from multisource.experiments.gaussian import exact_expected_risk
 from multisource.experiments.gaussian import quadratic_form_cdf_at_zero as adaptive_cdf
 from multisource.models import autoregressive as ar
@@ -17,7 +18,6 @@ from multisource.pooling.advise import advise
 from multisource.pooling.crossover import crossover_from_differences, t_interval, zero_crossing
 from multisource.pooling.families import GaussianDiagonal, GaussianUnit, TabularAR, mix
 from multisource.pooling.quadform import quadratic_form_cdf_at_zero
-from multisource.validation import InputError
 
 # ---------------------------------------------------------------------------------------------
 # Quadratic forms

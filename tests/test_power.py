@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from multisource.power import (
+from multisource.common.validation import InputError
+from multisource.readings.power import (
     detection_power,
     mde_of,
     minimum_detectable_effect,
     seeds_for_mde,
 )
-from multisource.validation import InputError
 
 
 @pytest.mark.parametrize("seeds", [5, 12])

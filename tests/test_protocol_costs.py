@@ -42,8 +42,8 @@ def test_book_cost_tables_match_the_stored_benchmark() -> None:
     """book/_generated/imagenet_costs.md is what the committed benchmark report gives."""
     import json
 
+    from multisource.common.paths import REPO_ROOT
     from multisource.images.protocol_costs import costs_markdown
-    from multisource.paths import REPO_ROOT
 
     results = REPO_ROOT / "benchmarks" / "results"
     report = results / "diffusion_throughput.json"

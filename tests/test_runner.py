@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from multisource.common.validation import InputError
 from multisource.experiments import Experiment, register
 from multisource.experiments.runner import load_results, run_experiment
-from multisource.validation import InputError
 
 CALLS: list[int] = []
 FAIL_AT: list[int] = []   # task indices that raise KeyboardInterrupt (an interruption)
@@ -180,7 +180,7 @@ def test_a_task_that_resumed_itself_counts_its_reported_total(tmp_path, monkeypa
 def test_sidecar_records_the_code_hash_and_a_code_change_makes_results_stale(
         tmp_path, monkeypatch) -> None:
     import multisource.experiments.runner as runner
-    from multisource.provenance import code_hash
+    from multisource.common.provenance import code_hash
 
     _register()
     stored = run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from multisource.common.validation import InputError
 from multisource.models import autoregressive as ar
 from multisource.models import split_fit as sf
-from multisource.validation import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

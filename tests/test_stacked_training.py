@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from multisource.common.validation import InputError
 from multisource.models.diffusion import DiffusionConfig, TrainConfig, train
 from multisource.models.diffusion.stacked import StackedTrainer, StackMember
-from multisource.validation import InputError
 
 MODEL = DiffusionConfig(img_resolution=8, img_channels=1, label_dim=5, model_channels=8,
                         channel_mult=(1, 2), num_blocks=1, attn_resolutions=())

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from multisource.common.paths import REPO_ROOT, RESULTS_DIR
 from multisource.experiments import get, names
 from multisource.experiments.runner import run_experiment, stored_state
-from multisource.paths import REPO_ROOT, RESULTS_DIR
 
 CHEAP = ("gaussian", "autoregressive_tabular", "energy_ising")
 RTOL, ATOL = 1e-6, 1e-9   # same code, other thread counts or BLAS builds: rounding only
@@ -45,8 +45,8 @@ def test_committed_results_come_from_the_current_code_at_a_clean_commit(sidecar)
 def _in_progress_tasks(name: str) -> int:
     """Finished tasks of a committed book checkpoint (a run that spans sessions) that match
     the current config and code; 0 when there is none."""
+    from multisource.common.provenance import code_hash, config_hash
     from multisource.experiments.runner import _read_checkpoint, task_key
-    from multisource.provenance import code_hash, config_hash
 
     relative = f"data/results/{name}/book.partial.jsonl"
     tracked = subprocess.run(["git", "ls-files", relative], cwd=REPO_ROOT, capture_output=True,

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from multisource import sweep_stats as ss
-from multisource.validation import InputError
+from multisource.common.validation import InputError
+from multisource.readings import sweep_stats as ss
 
 
 def test_t_half_width_is_the_textbook_interval():

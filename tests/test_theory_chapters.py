@@ -8,7 +8,7 @@ import re
 import pytest
 from myst_nb.core.variables import format_plain_text
 
-from multisource.paths import BOOK_DIR, NOTEBOOKS_DIR
+from multisource.common.paths import BOOK_DIR, NOTEBOOKS_DIR
 
 THEORY = ("01_formulation", "02_theorem_3_2", "03_bracketing_numbers")
 ALLOWED_CITES = {"wang2025multisource", "vandegeer2000", "ge2024pretraining"}
@@ -66,7 +66,7 @@ def test_claims_are_asserted_and_key_numbers_checked(stem: str) -> None:
 def test_tables_have_a_fixed_id() -> None:
     import pandas as pd
 
-    from multisource.tables import table_html
+    from multisource.readings.tables import table_html
 
     frame = pd.DataFrame({"a": [1.0, 2.0]})
     first = table_html(frame.style.format(precision=2), "demo")

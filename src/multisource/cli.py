@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from multisource.chapters import ChapterFailed
-from multisource.validation import (
+from multisource.book.execution import ChapterFailed
+from multisource.common.validation import (
     InputError,
     OneLineArgumentParser,
     check_int,
@@ -69,7 +69,7 @@ class _ExperimentListHelp(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with all subcommands."""
-    from multisource.devices import DEVICE_CHOICES
+    from multisource.common.devices import DEVICE_CHOICES
     from multisource.experiments import PROFILES
 
     parser = OneLineArgumentParser(prog="multisource", description=__doc__.splitlines()[0])
@@ -118,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tasks run at once in separate processes, 1 to 64 (default 1); "
                           "the table is the same whatever this is")
 
+    restamp = commands.add_parser(
+        "restamp", help="carry stored results over a code change that cannot alter them",
+        description="Verify that the stored results of an experiment are what the current "
+                    "code computes, then record the current code hash in their sidecar. The "
+                    "cheapest --sample tasks are rerun and must give byte-identical rows; "
+                    "where that would exceed --budget seconds, the code at the commit that "
+                    "computed the table must equal the current code up to docstrings, "
+                    "comments and module paths. Otherwise nothing changes (exit status 2).")
+    restamp.add_argument("experiment", help="an experiment name (see `multisource run -h`)")
+    restamp.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
+    restamp.add_argument("--sample", type=int, default=2,
+                         help="tasks to rerun, 2 to 1000 (default 2)")
+    restamp.add_argument("--budget", type=float, default=900.0,
+                         help="seconds the rerun may take by the stored mean task time "
+                              "(default 900)")
+
     execute = commands.add_parser(
         "execute", help="execute chapters with papermill",
         description="Execute chapters with papermill. Profile book with the chapter's own "
@@ -153,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     diffusion.add_argument("train_args", nargs=argparse.REMAINDER,
                            help="arguments of `multisource diffusion train --help`")
 
-    _add_imagenet_parsers(commands)
+    from multisource.images.cli import add_parser as add_imagenet_parser
+
+    add_imagenet_parser(commands)
 
     show = commands.add_parser("show", help="print stored results of an experiment")
     show.add_argument("experiment")
@@ -181,100 +199,6 @@ def _advise_parser() -> argparse.ArgumentParser:
     add_advise_parser(commands)
     return parser
 
-
-def _add_imagenet_parsers(commands: argparse._SubParsersAction) -> None:
-    """`multisource imagenet prepare|encode|train|sample|evaluate` (the paper's protocol)."""
-    from multisource.devices import DEVICE_CHOICES
-
-    imagenet = commands.add_parser(
-        "imagenet", help="the paper's ImageNet protocol (local data, local weights)",
-        description="The paper's ImageNet protocol: prepare -> encode -> train -> sample -> "
-                    "evaluate. See book/imagenet.md.")
-    sub = imagenet.add_subparsers(dest="action", required=True,
-                                  parser_class=OneLineArgumentParser)
-
-    def common(p: argparse.ArgumentParser, device: bool = True) -> None:
-        if device:
-            p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-        p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    prepare = sub.add_parser("prepare",
-                             help="class subset of a local ILSVRC2012 train folder -> .npz")
-    prepare.add_argument("--train-dir", required=True, help="folder with <wnid>/*.JPEG")
-    prepare.add_argument("--level", required=True, help="similarity level: sim1, sim2 or sim3")
-    prepare.add_argument("--K", type=int, default=None, help="number of classes (the first K)")
-    prepare.add_argument("--classes", default=None,
-                         help="comma-separated ImageNet indices of the level instead of --K "
-                              "(e.g. 279 for a single-source model)")
-    prepare.add_argument("--n-per-class", type=int, default=None,
-                         help="images per class (default: all, i.e. the FID reference set)")
-    prepare.add_argument("--resolution", type=int, default=256)
-    prepare.add_argument("--transform", default="resize", help="resize or center-crop")
-    prepare.add_argument("--seed", type=int, default=0)
-    prepare.add_argument("--out", required=True, help="output .npz")
-    common(prepare, device=False)
-
-    encode = sub.add_parser("encode", help="SD-VAE latents of a prepared subset (local VAE)")
-    encode.add_argument("--data", required=True, help="a prepared subset .npz")
-    encode.add_argument("--vae", required=True,
-                        help="local AutoencoderKL folder (config.json + weights); never "
-                             "downloaded")
-    encode.add_argument("--out", required=True, help="output latent .npz")
-    encode.add_argument("--normalisation", default="edm2",
-                        help="edm2 (EDM2's constants for sd-vae-ft-mse), data (computed from "
-                             "these latents) or none")
-    encode.add_argument("--draw", default="sample", help="sample (one seeded posterior draw) "
-                                                          "or mean")
-    encode.add_argument("--seed", type=int, default=0)
-    encode.add_argument("--batch", type=int, default=32)
-    common(encode)
-
-    train = sub.add_parser("train", help="train on a prepared subset or its latents")
-    train.add_argument("--data", required=True, help="a prepared subset or latent .npz")
-    train.add_argument("--out", required=True, help="run folder (resumes from it)")
-    train.add_argument("--preset", default="smoke",
-                       help="paper (EDM2-XS, the authors' schedule for the data's K, n, level), "
-                            "smoke or book")
-    train.add_argument("--schedule-variant", default=None,
-                       help="nlr: the authors' longer 10c-1000 schedule (paper preset only)")
-    train.add_argument("--steps", type=int, default=None, help="override the number of steps")
-    train.add_argument("--batch", type=int, default=None,
-                       help="global batch (paper preset: 2048 as the authors' presets)")
-    train.add_argument("--batch-per-device", type=int, default=None,
-                       help="micro-batch per device (gradient accumulation)")
-    train.add_argument("--precision", default="auto",
-                       help="auto (bf16 on CUDA, else fp32), fp32 or bf16")
-    train.add_argument("--compile", action="store_true", help="torch.compile the network")
-    train.add_argument("--channels-last", action="store_true", help="channels-last layout")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    train.add_argument("--plan", action="store_true",
-                       help="print the chosen preset and schedule, then stop")
-    common(train)
-
-    sample = sub.add_parser("sample", help="Heun-sample every class of a run")
-    sample.add_argument("--run", required=True, help="run folder of `imagenet train`")
-    sample.add_argument("--out", required=True, help="output .npz")
-    sample.add_argument("--vae", default=None, help="the local VAE folder (latent runs)")
-    sample.add_argument("--samples-per-class", type=int, default=5000)
-    sample.add_argument("--steps", type=int, default=32)
-    sample.add_argument("--ema-std", type=float, default=0.05)
-    sample.add_argument("--batch", type=int, default=256)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    common(sample)
-
-    evaluate = sub.add_parser("evaluate", help="per-class FID of samples, averaged over classes")
-    evaluate.add_argument("--samples", required=True)
-    evaluate.add_argument("--reference", required=True,
-                          help="prepared subset of all training images of the same classes")
-    evaluate.add_argument("--extractor", default="inception", help="inception or pixels")
-    evaluate.add_argument("--inception-weights", default=None,
-                          help="local Inception-v3 TorchScript (never downloaded)")
-    evaluate.add_argument("--batch", type=int, default=64)
-    evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    evaluate.add_argument("--out", default=None, help="report .json")
-    common(evaluate)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status.
@@ -327,6 +251,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(args)
     if args.command == "execute":
         return _execute(args)
+    if args.command == "restamp":
+        from multisource.experiments.restamp import restamp
+
+        outcome = restamp(args.experiment, args.profile, sample=args.sample,
+                          budget_s=args.budget)
+        print(outcome.message)
+        return 0
     if args.command == "book":
         return _book(args)
     if args.command == "show":
@@ -336,7 +267,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return train_main(args.train_args)
     if args.command == "imagenet":
-        return _imagenet(args)
+        from multisource.images.cli import run as run_imagenet
+
+        return run_imagenet(args)
     if args.command == "advise":
         from multisource.pooling.cli import run as run_advise
 
@@ -445,15 +378,15 @@ def _check_replicate_budget(setting: Any, n_seeds: int) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from multisource.common.paths import REPO_ROOT
     from multisource.experiments.runner import run_experiment
-    from multisource.paths import REPO_ROOT
 
     try:
         stored = run_experiment(args.experiment, args.profile, args.device,
                                 progress=not args.quiet, resume=not args.no_resume,
                                 workers=args.workers)
     except KeyboardInterrupt:
-        from multisource.paths import results_path
+        from multisource.common.paths import results_path
 
         checkpoint = results_path(args.experiment, args.profile, ".partial.jsonl")
         kept = (f"finished tasks are kept in {checkpoint.relative_to(REPO_ROOT)}; the same "
@@ -467,14 +400,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _execute(args: argparse.Namespace) -> int:
-    from multisource.chapters import (
-        available_chapters,
-        execute_chapter,
-        find_chapter,
-        parse_parameter_value,
-        plan_execution,
-    )
-    from multisource.paths import REPO_ROOT
+    from multisource.book.execution import execute_chapter, plan_execution
+    from multisource.book.registry import available_chapters, find_chapter, parse_parameter_value
+    from multisource.common.paths import REPO_ROOT
 
     named = [find_chapter(c) for c in args.chapters] or available_chapters()
     chapters = list(dict.fromkeys(named))  # `4 04 04_gaussian` is one chapter, run once
@@ -507,118 +435,6 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _imagenet(args: argparse.Namespace) -> int:
-    from multisource.images import imagenet
-
-    _check_imagenet_args(args)
-    progress = not args.no_progress
-    if args.action == "prepare":
-        classes = _parse_classes(args.classes)
-        out = imagenet.prepare_subset(args.train_dir, args.level, args.K, args.n_per_class,
-                                      args.resolution, args.out, seed=args.seed,
-                                      transform=args.transform, classes=classes,
-                                      progress=progress)
-    elif args.action == "encode":
-        from multisource.images.latents import encode_subset
-
-        out = encode_subset(args.data, args.vae, args.out, normalisation=args.normalisation,
-                            draw=args.draw, seed=args.seed, batch_size=args.batch,
-                            device=args.device, progress=progress)
-    elif args.action == "train":
-        options = {"preset": args.preset, "schedule_variant": args.schedule_variant,
-                   "device": args.device, "total_steps": args.steps, "batch_size": args.batch,
-                   "batch_per_device": args.batch_per_device, "seed": args.seed,
-                   "precision": args.precision, "compile_model": args.compile,
-                   "channels_last": args.channels_last}
-        if args.plan:
-            plan, _ = imagenet.plan_training(args.data, **options)
-            print("\n".join(plan.messages))
-            return 0
-        out = imagenet.train_subset(args.data, args.out, progress=progress, report=print,
-                                    **options)
-        if int(os.environ.get("RANK", "0")) != 0:
-            return 0
-    elif args.action == "sample":
-        out = imagenet.sample_subset(args.run, args.out, samples_per_class=args.samples_per_class,
-                                     num_steps=args.steps, ema_std=args.ema_std, seed=args.seed,
-                                     device=args.device, batch_size=args.batch, vae=args.vae,
-                                     progress=progress)
-    else:
-        scores = imagenet.evaluate_subset(args.samples, args.reference, extractor=args.extractor,
-                                          inception_weights=args.inception_weights,
-                                          device=args.device, batch_size=args.batch,
-                                          out=args.out, progress=progress)
-        print(json.dumps(scores, indent=2, default=str))
-        return 0
-    print(f"wrote {out}")
-    return 0
-
-
-def _parse_classes(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(f"--classes must be comma-separated ImageNet indices, got {text!r}"
-                         ) from None
-
-
-def _check_imagenet_args(args: argparse.Namespace) -> None:
-    """Every imagenet argument that can be checked without reading data, before any work."""
-    from multisource.validation import check_float, check_input_file, check_int, check_output_path
-
-    if getattr(args, "seed", None) is not None:
-        check_int("--seed", args.seed, minimum=0, maximum=2 ** 52)
-    if getattr(args, "threads", None) is not None:
-        torch_threads = check_int("--threads", args.threads, minimum=1, maximum=1024)
-        import torch
-
-        torch.set_num_threads(torch_threads)
-    for name in ("batch", "steps", "samples_per_class", "n_per_class", "K", "batch_per_device"):
-        value = getattr(args, name, None)
-        if value is not None:
-            check_int(f"--{name.replace('_', '-')}", value, minimum=1, maximum=10 ** 9)
-    if args.action == "prepare":
-        if (args.K is None) == (args.classes is None):
-            raise InputError("prepare needs exactly one of --K (the first K classes) or "
-                             "--classes (ImageNet indices)")
-        _parse_classes(args.classes)
-        check_output_path("--out", args.out)
-    elif args.action == "encode":
-        from multisource.images.latents import vae_folder
-
-        check_input_file("--data", args.data, suffixes=(".npz",))
-        vae_folder(args.vae)
-        check_output_path("--out", args.out)
-    elif args.action == "train":
-        check_input_file("--data", args.data, suffixes=(".npz",))
-        if not args.plan:
-            from multisource.models.diffusion.train_cli import check_checkpoint
-
-            out = check_output_path("--out", args.out, kind="dir")
-            check_checkpoint(out)
-    elif args.action == "sample":
-        from multisource.images.imagenet import read_run_info
-
-        check_float("--ema-std", args.ema_std, minimum=1e-4, maximum=0.28)
-        read_run_info(args.run)
-        if args.vae is not None:
-            from multisource.images.latents import vae_folder
-
-            vae_folder(args.vae)
-        check_output_path("--out", args.out)
-    else:
-        check_input_file("--samples", args.samples, suffixes=(".npz",))
-        check_input_file("--reference", args.reference, suffixes=(".npz",))
-        if args.extractor == "inception":
-            from multisource.image_metrics.inception import inception_weights_path
-
-            inception_weights_path(args.inception_weights)
-        if args.out is not None:
-            check_output_path("--out", args.out)
-
-
 def _show(args: argparse.Namespace) -> int:
     from multisource.experiments import get
     from multisource.experiments.runner import load_results, stored_state
@@ -640,9 +456,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from multisource.chapters import available_chapters
-    from multisource.paths import BOOK_DIR, BUILD_DIR, REPO_ROOT
-    from multisource.validation import check_output_path
+    from multisource.book.registry import available_chapters
+    from multisource.common.paths import BOOK_DIR, BUILD_DIR, REPO_ROOT
+    from multisource.common.validation import check_output_path
 
     venv_script = Path(sys.executable).with_name("jupyter-book")
     executable = str(venv_script) if venv_script.exists() else shutil.which("jupyter-book")
@@ -665,7 +481,7 @@ def _book(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     """Every chapter's status; exit status 1 (after the full report) when a committed
     notebook is damaged, so `make status` keeps the previous table."""
-    from multisource.status import damaged_chapters, status_rows, status_table
+    from multisource.book.status import damaged_chapters, status_rows, status_table
 
     rows = status_rows()
     print(status_table(markdown=args.markdown, rows=rows))

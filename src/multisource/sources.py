@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from multisource.validation import InputError, check_int
+from multisource.common.validation import InputError, check_int
 
 
 def shared_dimension(sim: float, d: int) -> int:

@@ -1,5 +1,8 @@
 """Experiment registry and sweep runner.
 
+May import every computing package (`models`, `theory`, `images`, `image_metrics`, `pooling`,
+`sources`, `metrics`) and `multisource.common`; never readings or the book.
+
 An experiment is a frozen config dataclass per named profile (`smoke`, `book`, `paper`),
 a list of independent tasks derived from the config (a task is a JSON-able dict, e.g. one
 setting x one seed) and a function that turns one task into result rows. The runner
@@ -17,7 +20,7 @@ from typing import Any
 
 import torch
 
-from multisource.validation import InputError, check_choice
+from multisource.common.validation import InputError, check_choice
 
 PROFILES = ("smoke", "book", "paper")
 
@@ -34,6 +37,8 @@ class Experiment:
     profiles:    profile name -> frozen config dataclass (must cover PROFILES).
     tasks:       config -> list of JSON-able task dicts (independent units of work).
     run_task:    (config, task, device) -> rows (list of dicts), one task's results.
+    task_cost:   optional (config, task) -> relative cost, so that a restamp reruns the
+                 cheapest tasks (`multisource.experiments.restamp`); None: all alike.
     """
 
     name: str
@@ -42,6 +47,7 @@ class Experiment:
     profiles: Mapping[str, Any]
     tasks: Callable[[Any], Sequence[dict[str, Any]]]
     run_task: TaskRunner
+    task_cost: Callable[[Any, dict[str, Any]], float] | None = None
 
     @property
     def code_module(self) -> str:
@@ -55,6 +61,8 @@ class Experiment:
 
 
 _REGISTRY: dict[str, Experiment] = {}
+# Modules of this package that run, check or restamp experiments but register none.
+INFRASTRUCTURE = ("runner", "restamp")
 
 
 def register(experiment: Experiment) -> Experiment:
@@ -68,7 +76,7 @@ def register(experiment: Experiment) -> Experiment:
 
 def _load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name != "runner":
+        if not module.name.startswith("_") and module.name not in INFRASTRUCTURE:
             importlib.import_module(f"{__name__}.{module.name}")
 
 

@@ -46,14 +46,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from multisource.common.paths import DATA_DIR
+from multisource.common.provenance import atomic_write_bytes
+from multisource.common.validation import InputError
 from multisource.experiments import Experiment, register
 from multisource.experiments import edm2_miniature as first
 from multisource.image_metrics import class_scores, memorisation_scores
 from multisource.images import class_subset, to_model_range
 from multisource.models.diffusion.likelihood import nll_bound_bits
-from multisource.paths import DATA_DIR
-from multisource.provenance import atomic_write_bytes
-from multisource.validation import InputError
 
 NAME = "edm2_converged"
 WORK_DIR: Path = DATA_DIR / "cache" / NAME
@@ -224,7 +224,7 @@ def _as_first(config: Edm2ConvergedConfig) -> first.Edm2MiniatureConfig:
 
 
 def _work_dir(config: Edm2ConvergedConfig, task: dict[str, Any]) -> Path:
-    from multisource.provenance import code_hash
+    from multisource.common.provenance import code_hash
 
     key = hashlib.sha256(json.dumps({"config": asdict(config), "task": task,
                                      "code": code_hash(__name__)}, sort_keys=True,

@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
+from multisource.common.validation import InputError
 from multisource.experiments import Experiment, register
 from multisource.experiments import edm2_converged as base
 from multisource.experiments import edm2_extension as extension
-from multisource.validation import InputError
 
 NAME = "edm2_extension_grid"
 

@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from multisource.common.paths import DATA_DIR
+from multisource.common.validation import InputError, check_choice
 from multisource.experiments import Experiment, register
 from multisource.image_metrics import (
     class_scores,
@@ -62,8 +64,6 @@ from multisource.images import (
     to_model_range,
     validation_indices,
 )
-from multisource.paths import DATA_DIR
-from multisource.validation import InputError, check_choice
 
 NAME = "edm2_miniature"
 # Training runs and their snapshots (resumable per task; removed when a task is done).
@@ -362,7 +362,7 @@ def _similarity_rows(config: Edm2MiniatureConfig) -> list[dict[str, Any]]:
 
 def _work_dir(config: Edm2MiniatureConfig, task: dict[str, Any]) -> Path:
     """Training folder keyed by the config, the task AND the code hash of this experiment."""
-    from multisource.provenance import code_hash
+    from multisource.common.provenance import code_hash
 
     key = hashlib.sha256(json.dumps({"config": asdict(config), "task": task,
                                      "code": code_hash(__name__)}, sort_keys=True,

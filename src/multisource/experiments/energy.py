@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from multisource import fisher
 from multisource.experiments import Experiment, register
 from multisource.experiments.sweep import (
     FIGURE1_N,
@@ -34,6 +33,7 @@ from multisource.experiments.sweep import (
 )
 from multisource.models import energy as en
 from multisource.models.split_fit import as_separate_networks
+from multisource.theory import fisher
 
 # ---------------------------------------------------------------------------------------------
 # Ising family

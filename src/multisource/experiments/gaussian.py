@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 from scipy import integrate, special
 
-from multisource.bounds import bound_ratio, gaussian_rate_multi, gaussian_rate_single
+from multisource.common.validation import InputError, check_choice, check_float, check_int
 from multisource.experiments import Experiment, register
 from multisource.metrics import tv_from_distance
 from multisource.sources import check_source_distribution, nonempty_count_law, shared_dimension
-from multisource.validation import InputError, check_choice, check_float, check_int
+from multisource.theory.bounds import bound_ratio, gaussian_rate_multi, gaussian_rate_single
 
 PUBLISHED_SEEDS: tuple[int, ...] = (3, 33, 520, 2025, 25731)
 PUBLISHED_DEFAULTS: dict[str, float] = {"K": 5, "D": 10, "sim": 0.5, "n": 500}

@@ -22,10 +22,9 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from multisource.devices import describe_device, resolve_device
-from multisource.experiments import Experiment, get
-from multisource.paths import BUILD_DIR, results_path
-from multisource.provenance import (
+from multisource.common.devices import describe_device, resolve_device
+from multisource.common.paths import BUILD_DIR, results_path
+from multisource.common.provenance import (
     atomic_write_bytes,
     atomic_write_text,
     code_hash,
@@ -34,7 +33,8 @@ from multisource.provenance import (
     provenance_record,
     sha256_bytes,
 )
-from multisource.validation import InputError, check_output_path
+from multisource.common.validation import InputError, check_output_path
+from multisource.experiments import Experiment, get
 
 # Results a notebook computed itself (`load_or_run`): outside the committed data/results.
 COMPUTED_RESULTS_DIR: Path = BUILD_DIR / "results"

@@ -48,8 +48,6 @@ import torch
 from scipy.stats import chi2
 from threadpoolctl import threadpool_limits
 
-from multisource import fisher
-from multisource.bounds import bound_ratio
 from multisource.metrics import hellinger_discrete, sqrt_kl_discrete
 from multisource.models.split_fit import (
     Problem,
@@ -62,6 +60,8 @@ from multisource.models.split_fit import (
     optimise,
     take,
 )
+from multisource.theory import fisher
+from multisource.theory.bounds import bound_ratio
 
 FIGURE1_K = (1, 3, 5, 10, 15)
 FIGURE1_N = (100, 300, 500, 1000, 5000)

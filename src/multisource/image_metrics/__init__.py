@@ -1,7 +1,11 @@
 """Image-generation metrics: Frechet distance and KID on the features of an in-repo domain
 classifier ("FCD", not FID), class-consistency accuracy, nearest-neighbour memorisation.
 Opt-in Inception FID features live in `multisource.image_metrics.inception` (imported on
-demand: the miniature's results do not depend on it)."""
+demand: the miniature's results do not depend on it).
+
+May import `multisource.images`, `multisource.models` and `multisource.common`; never
+experiments, readings or the book.
+"""
 
 from multisource.image_metrics.classifier import (
     ClassifierConfig,

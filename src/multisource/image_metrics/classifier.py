@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multisource.common.paths import DATA_DIR
+from multisource.common.validation import InputError, check_int
 from multisource.images.data import POOL_PARTS, load_domain
-from multisource.paths import DATA_DIR
-from multisource.validation import InputError, check_int
 
 CACHE_DIR = DATA_DIR / "cache" / "fcd_classifier"
 FEATURE_DIM = 64
@@ -113,7 +113,7 @@ def _weights_bytes(model: nn.Module) -> bytes:
 
 
 def _cache_stem(config: ClassifierConfig) -> Path:
-    from multisource.provenance import code_hash
+    from multisource.common.provenance import code_hash
 
     keyed = {**asdict(config), "code_hash": code_hash(__name__)}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
@@ -188,7 +188,7 @@ def load_or_train_classifier(domain: str, resolution: int) -> TrainedClassifier:
     split = load_domain(domain, resolution)
     trained = TrainedClassifier(model, config, digest, 0.0)
     accuracy = float((trained.predict(split.test_images) == split.test_labels).mean())
-    from multisource.provenance import atomic_write_bytes, atomic_write_text
+    from multisource.common.provenance import atomic_write_bytes, atomic_write_text
 
     atomic_write_bytes(weights_path, data)
     atomic_write_text(meta_path, json.dumps({"config": asdict(config), "weights_sha256": digest,

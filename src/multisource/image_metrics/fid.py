@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from multisource.common.validation import InputError, check_int
 from multisource.image_metrics.frechet import frechet_distance
-from multisource.validation import InputError, check_int
 
 INCEPTION_SIZE = 299
 REFERENCE_PROTOCOL = ("uint8 RGB at native size into NVIDIA's TorchScript Inception-v3 "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multisource.validation import InputError, check_int
+from multisource.common.validation import InputError, check_int
 
 
 def _as_features(name: str, features: np.ndarray, min_rows: int = 2) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 INCEPTION_ENV = "MULTISOURCE_INCEPTION_WEIGHTS"
 INCEPTION_LABEL = ("FID (Inception-v3 pool features of uint8 images at native size, resized to "

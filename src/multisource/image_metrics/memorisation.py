@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 
 def nearest_distances(queries: np.ndarray, pool: np.ndarray, chunk: int = 1024) -> np.ndarray:

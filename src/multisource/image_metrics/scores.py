@@ -6,9 +6,9 @@ from itertools import combinations
 
 import numpy as np
 
+from multisource.common.validation import InputError
 from multisource.image_metrics.classifier import TrainedClassifier
 from multisource.image_metrics.frechet import frechet_distance_features, kernel_inception_distance
-from multisource.validation import InputError
 
 
 def class_scores(classifier: TrainedClassifier, generated: np.ndarray, reference: np.ndarray,

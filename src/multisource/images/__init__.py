@@ -1,6 +1,10 @@
 """Real images that ship offline (Fashion-MNIST from Debian, Animal-MNIST and MNIST-5k inside
 PyPI wheels, scikit-learn digits) and the
-ImageNet class-subset path of the paper's EDM2 experiment (`multisource.images.imagenet`)."""
+ImageNet class-subset path of the paper's EDM2 experiment (`multisource.images.imagenet`).
+
+May import `multisource.models`, `multisource.image_metrics` and `multisource.common`; never
+experiments, readings or the book.
+"""
 
 from multisource.images.data import (
     ANIMAL_CLASSES,

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multisource.validation import InputError, check_choice, check_int
+from multisource.common.validation import InputError, check_choice, check_int
 
 FASHION_PACKAGE = "dataset-fashion-mnist"
 FASHION_DIR_ENV = "MULTISOURCE_FASHION_MNIST_DIR"

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from multisource.validation import InputError, check_choice, check_int
+from multisource.common.validation import InputError, check_choice, check_int
 
 EDM2_RAW_MEAN = (5.81, 3.25, 0.12, -2.15)
 EDM2_RAW_STD = (4.17, 4.62, 3.71, 3.28)
@@ -296,9 +296,9 @@ def encode_subset(data: str | os.PathLike, vae: str | os.PathLike, out: str | os
                   normalisation: str = "edm2", draw: str = "sample", seed: int = 0,
                   batch_size: int = 32, device: str = "auto", progress: bool = True) -> Path:
     """Encode a prepared image subset once and write its latents (`.npz`, atomically)."""
-    from multisource.devices import resolve_device
+    from multisource.common.devices import resolve_device
+    from multisource.common.provenance import atomic_write_bytes, sha256_bytes
     from multisource.images.imagenet import load_subset, npz_bytes
-    from multisource.provenance import atomic_write_bytes, sha256_bytes
 
     check_choice("normalisation", normalisation, NORMALISATIONS)
     check_choice("draw", draw, DRAWS)

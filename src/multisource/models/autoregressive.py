@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from multisource.common.validation import InputError, check_float, check_int
 from multisource.metrics import tv_discrete
 from multisource.models.sharing import SharedUnitSplit
 from multisource.models.split_fit import (
@@ -44,7 +45,6 @@ from multisource.models.split_fit import (
     gaussian_in_box,
     uniform_in_box,
 )
-from multisource.validation import InputError, check_float, check_int
 
 # ---------------------------------------------------------------------------------------------
 # Shared helpers

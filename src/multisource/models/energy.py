@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
+from multisource.common.validation import InputError, check_float, check_int
 from multisource.metrics import tv_on_grid
 from multisource.models.autoregressive import average_tv as average_tv  # re-exported
 from multisource.models.sharing import SharedUnitSplit
@@ -47,7 +48,6 @@ from multisource.models.split_fit import (
     gaussian_in_box,
     uniform_in_box,
 )
-from multisource.validation import InputError, check_float, check_int
 
 # ---------------------------------------------------------------------------------------------
 # Enumerated spin states and the Ising family

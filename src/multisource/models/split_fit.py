@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from multisource.validation import check_float, check_int
+from multisource.common.validation import check_float, check_int
 
 PerSourceNLL = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 """params (leading restart axis R) -> summed NLL of every restart and source, shape (R, K)."""

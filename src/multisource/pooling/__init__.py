@@ -1,4 +1,6 @@
 """When pooling hurts, and how to decide from data (the book's chapter 8; our constructions).
+May import `multisource.models`, `multisource.metrics` and `multisource.common`; never
+experiments, readings or the book.
 
 - `quadform`      P(Q < 0) for quadratic forms in Gaussians (central and non-central), averaged
                   over random sample counts, by the Gil-Pelaez / Imhof inversion on a log grid.

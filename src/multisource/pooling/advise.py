@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from multisource.common.validation import InputError, check_float, check_int
 from multisource.pooling.crossover import MeanInterval, t_interval
 from multisource.pooling.families import (
     Family,
@@ -63,7 +64,6 @@ from multisource.pooling.families import (
     mix,
     source_variances,
 )
-from multisource.validation import InputError, check_float, check_int
 
 STRATEGIES = ("pooled", "separate", "partial", "shrunk")
 EQUIVALENT = "equivalent"

@@ -7,11 +7,11 @@ import dataclasses
 import json
 import sys
 
+from multisource.common.validation import InputError, check_choice
 from multisource.pooling.advise import advise
 from multisource.pooling.csvdata import SOURCE_COLUMN, read_labelled_csv
 from multisource.pooling.families import FAMILIES, get_family, specific_mask
 from multisource.pooling.report import render
-from multisource.validation import InputError, check_choice
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from multisource.validation import InputError, check_int
+from multisource.common.validation import InputError, check_int
 
 ESTIMATORS = ("pooled", "separate")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from multisource.common.validation import InputError
 from multisource.pooling.shrinkage import GroupSums, fit_random_intercept, group_sums
-from multisource.validation import InputError
 
 Params = dict[str, np.ndarray]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 
 @dataclass(frozen=True)

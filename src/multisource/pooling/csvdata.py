@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 SOURCE_COLUMN = "source"
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
@@ -85,7 +85,7 @@ def read_labelled_csv(path: str | Path) -> LabelledSamples:
     path = Path(path)
     fast = read_fast(path)
     if fast is not None:
-        return fast
+        return LabelledSamples(*fast)
     return read_checked(path)
 
 

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from multisource.common.validation import InputError, check_choice, check_int
 from multisource.pooling import misspecified as ms
 from multisource.pooling.advise import DEFAULT_WEIGHTS, advise
 from multisource.pooling.crossover import t_interval
 from multisource.pooling.families import Params, get_family, mix
-from multisource.validation import InputError, check_choice, check_int
 
 FAMILIES = ("gaussian", "gaussian-unit")
 

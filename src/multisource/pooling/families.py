@@ -30,7 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 VARIANCE_FLOOR = 0.01  # fraction of the pooled within-source variance (see `variance_floor`)
 ZERO_VARIANCE = 1e-9    # a variance below this share of the mean square is rounding error

@@ -1,8 +1,9 @@
 """Fast reading of labelled samples with pyarrow (CSV and Parquet).
 
-`read_fast` returns the samples when the file is clean (unique non-empty header names, a
-`source` column of non-empty labels, numeric finite features, at least 2 sources) and None
-otherwise, so that `csvdata.read_checked` reads it again line by line and names the problem.
+`read_fast` returns the samples (x, y, source names, feature columns) when the file is clean
+(unique non-empty header names, a `source` column of non-empty labels, numeric finite
+features, at least 2 sources) and None otherwise, so that `csvdata.read_checked` reads it
+again line by line and names the problem.
 Parquet files have no line-by-line fallback: their problems are reported here.
 """
 
@@ -12,18 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 SOURCE_COLUMN = "source"
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
 
 
-def _samples(table: object, name: str, strict: bool) -> object | None:
-    """LabelledSamples from a pyarrow table, or None (strict: an InputError instead)."""
+Columns = tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]
+
+
+def _samples(table: object, name: str, strict: bool) -> Columns | None:
+    """(x, y, sources, feature columns) of a pyarrow table, or None (strict: an InputError
+    instead)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from multisource.pooling.csvdata import LabelledSamples
 
     def fail(message: str) -> None:
         if strict:
@@ -57,11 +60,12 @@ def _samples(table: object, name: str, strict: bool) -> object | None:
     if len(names) < 2:
         return fail("holds a single source")
     y = rank[encoded.indices.to_numpy()]
-    return LabelledSamples(x, y, tuple(sorted(names)), tuple(features))
+    return x, y, tuple(sorted(names)), tuple(features)
 
 
-def read_fast(path: Path) -> object | None:
-    """Samples of a clean CSV or Parquet file, else None (CSV) or an InputError (Parquet)."""
+def read_fast(path: Path) -> Columns | None:
+    """(x, y, sources, columns) of a clean CSV or Parquet file, else None (CSV) or an
+    InputError (Parquet)."""
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 

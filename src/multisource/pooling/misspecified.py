@@ -39,10 +39,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from multisource.common.validation import InputError, check_choice, check_float, check_int
 from multisource.metrics import tv_from_distance, tv_gaussian_identity
 from multisource.models.gaussian import fit_multi, fit_single
 from multisource.pooling.quadform import chi2_factor, log_grid
-from multisource.validation import InputError, check_choice, check_float, check_int
 
 ESTIMATORS = ("pooled", "separate")
 CONDITIONS = ("all", "each")

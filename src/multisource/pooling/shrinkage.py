@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from multisource.common.validation import InputError, check_float, check_int
 from multisource.metrics import tv_discrete
 from multisource.models import autoregressive as ar
-from multisource.validation import InputError, check_float, check_int
 
 
 def misspecified_tables(K: int, V: int, L: int, shared: np.ndarray, epsilon: float,

@@ -13,8 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from multisource.common.validation import check_choice, check_int
 from multisource.pooling import misspecified as ms
-from multisource.validation import check_choice, check_int
 
 CRITERIA = ("average", "worst")
 

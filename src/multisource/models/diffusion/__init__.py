@@ -1,5 +1,7 @@
 """EDM2-style class-conditional diffusion (Karras et al. 2024), written from the paper.
 
+May import `multisource.common` and the rest of `multisource.models`.
+
 Magnitude-preserving layers, a small U-Net with EDM preconditioning, the uncertainty-weighted
 loss, inverse-sqrt learning rate, power-function EMA, the Heun sampler, and a trainer that runs in
 one process or under `torchrun` (DDP). Presets: `smoke`, `book`, `paper` (EDM2-XS).

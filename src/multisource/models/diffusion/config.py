@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from multisource.validation import InputError, check_choice, check_float, check_int
+from multisource.common.validation import InputError, check_choice, check_float, check_int
 
 LR_DECAYS = ("edm2", "multisource")
 PRECISIONS = ("fp32", "bf16")

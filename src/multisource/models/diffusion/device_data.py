@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from multisource.validation import InputError
+from multisource.common.validation import InputError
 
 
 def training_device(device: torch.device) -> torch.device:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from multisource.validation import check_float, check_int
+from multisource.common.validation import check_float, check_int
 
 
 def sigma_rel_to_gamma(sigma_rel: float) -> float:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from multisource.validation import InputError, check_int
+from multisource.common.validation import InputError, check_int
 
 
 def log_sigma_grid(num: int, sigma_min: float = 0.002, sigma_max: float = 80.0

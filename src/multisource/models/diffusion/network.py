@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from multisource.common.validation import InputError, check_int
 from multisource.models.diffusion.config import DiffusionConfig
 from multisource.models.diffusion.layers import (
     MPConv,
@@ -28,7 +29,6 @@ from multisource.models.diffusion.layers import (
     pixel_norm,
     resample,
 )
-from multisource.validation import InputError, check_int
 
 
 class Block(nn.Module):

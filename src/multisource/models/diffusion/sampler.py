@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from multisource.validation import InputError, check_float, check_int
+from multisource.common.validation import InputError, check_float, check_int
 
 
 def heun_sigmas(num_steps: int = 32, sigma_min: float = 0.002, sigma_max: float = 80.0,

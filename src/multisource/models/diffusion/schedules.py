@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from multisource.common.validation import InputError, check_int
 from multisource.models.diffusion.config import (
     PAPER_SCHEDULES,
     PRESETS,
@@ -23,7 +24,6 @@ from multisource.models.diffusion.config import (
     TrainConfig,
     paper_train_config,
 )
-from multisource.validation import InputError, check_int
 
 LEVELS = ("sim1", "sim2", "sim3")
 PRESET_BATCH = 2048      # [CODE] every preset's batch; the scripts override it (1024 x GPUs)

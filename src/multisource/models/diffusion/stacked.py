@@ -23,12 +23,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from multisource.common.validation import InputError
 from multisource.models.diffusion.config import DiffusionConfig, TrainConfig
 from multisource.models.diffusion.ema import ema_beta, sigma_rel_to_gamma
 from multisource.models.diffusion.layers import MPConv, normalize
 from multisource.models.diffusion.network import EDMDenoiser, build_model
 from multisource.models.diffusion.training import edm2_loss, learning_rate, make_batch
-from multisource.validation import InputError
 
 
 @dataclass

@@ -26,10 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multisource.devices import DEVICE_CHOICES, resolve_device
+from multisource.common.devices import DEVICE_CHOICES, resolve_device
+from multisource.common.validation import (
+    InputError,
+    OneLineArgumentParser,
+    check_int,
+    check_output_path,
+)
 from multisource.models.diffusion.config import PRECISIONS, PRESETS
 from multisource.models.diffusion.training import CHECKPOINT, TrainResult, load_result, train
-from multisource.validation import InputError, OneLineArgumentParser, check_int, check_output_path
 
 _LOAD_ERRORS = (RuntimeError, EOFError, ValueError, KeyError, TypeError, pickle.UnpicklingError,
                 zipfile.BadZipFile, OSError, AttributeError)

@@ -30,18 +30,18 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from multisource.devices import describe_device
-from multisource.models.diffusion.config import PRESETS, DiffusionConfig, TrainConfig
-from multisource.models.diffusion.ema import PowerFunctionEMA
-from multisource.models.diffusion.network import EDMDenoiser, build_model
-from multisource.provenance import (
+from multisource.common.devices import describe_device
+from multisource.common.provenance import (
     atomic_write_bytes,
     atomic_write_text,
     config_hash,
     config_to_dict,
     provenance_record,
 )
-from multisource.validation import InputError
+from multisource.common.validation import InputError
+from multisource.models.diffusion.config import PRESETS, DiffusionConfig, TrainConfig
+from multisource.models.diffusion.ema import PowerFunctionEMA
+from multisource.models.diffusion.network import EDMDenoiser, build_model
 
 _log = logging.getLogger("multisource.diffusion")
 

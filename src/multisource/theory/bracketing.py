@@ -43,7 +43,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import erf, log_ndtr
 
-from multisource.validation import InputError, check_float, check_int
+from multisource.common.validation import InputError, check_float, check_int
 
 SQRT_2PI = math.sqrt(2.0 * math.pi)
 SQRT2 = math.sqrt(2.0)

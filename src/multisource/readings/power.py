@@ -20,7 +20,7 @@ from scipy.optimize import brentq
 from scipy.stats import nct
 from scipy.stats import t as student_t
 
-from multisource.validation import InputError, check_float, check_int
+from multisource.common.validation import InputError, check_float, check_int
 
 
 def detection_power(effect: float, sd: float, seeds: int, alpha: float = 0.05) -> float:

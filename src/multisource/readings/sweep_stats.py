@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from multisource.validation import InputError, check_float
+from multisource.common.validation import InputError, check_float
 
 
 def t_half_width(values: np.ndarray, level: float = 0.95) -> float:
@@ -329,8 +329,8 @@ def ratio_power(frame: pd.DataFrame, metric: str = "tv", alpha: float = 0.05,
                 power: float = 0.8) -> pd.DataFrame:
     """Per setting, the minimum detectable effect on the ratio of mean risks: the paired t test
     of the linearised residuals multi - R single (R the measured ratio), in ratio units
-    (divided by the mean single-source risk); `multisource.power`."""
-    from multisource.power import mde_of
+    (divided by the mean single-source risk); `multisource.readings.power`."""
+    from multisource.readings.power import mde_of
     rows = []
     for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
         multi = group[f"{metric}_multi"].to_numpy()

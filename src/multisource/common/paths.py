@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE_DIR: Path = Path(__file__).resolve().parent
+PACKAGE_DIR: Path = Path(__file__).resolve().parents[1]
 REPO_ROOT: Path = PACKAGE_DIR.parents[1]
 DATA_DIR: Path = REPO_ROOT / "data"
 REFERENCE_DIR: Path = DATA_DIR / "reference"

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch.func import jacfwd
 
-from multisource.validation import InputError, check_int
+from multisource.common.validation import InputError, check_int
 
 SourceLogProbs = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 """One source's parameters (source axis of size 1) -> log p(x | that source) over the M states."""

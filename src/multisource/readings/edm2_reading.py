@@ -2,7 +2,7 @@
 
 The miniature experiment (`multisource.experiments.edm2_miniature`) stores one row per
 evaluated snapshot and class. This module only reads that table: it adds to every paired
-verdict the minimum detectable effect of the design (`multisource.power`), puts the budget
+verdict the minimum detectable effect of the design (`multisource.readings.power`), puts the budget
 arms' steps and per-class exposure side by side, counts which runs met the stopping rule, and
 measures how strongly arm (c)'s snapshot selection couples to the held-out score. It lives
 outside the experiment's code closure on purpose: changing it cannot make the stored results
@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from multisource.common.validation import check_choice, check_float, check_int
 from multisource.experiments import edm2_miniature as exp
-from multisource.power import mde_of, minimum_detectable_effect, seeds_for_mde
-from multisource.validation import check_choice, check_float, check_int
+from multisource.readings.power import mde_of, minimum_detectable_effect, seeds_for_mde
 
 BETTER = "multi-source better"
 WORSE = "single-source better"

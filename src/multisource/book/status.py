@@ -7,10 +7,11 @@ stored results were produced by the current config and code.
 
 from __future__ import annotations
 
-from multisource.chapters import CHAPTERS, Chapter, notebook_record, notebook_state
+from multisource.book.inputs import notebook_record, notebook_state
+from multisource.book.registry import CHAPTERS, Chapter
+from multisource.common.validation import InputError
 from multisource.experiments import PROFILES, get, names
 from multisource.experiments.runner import interim_results, stored_state
-from multisource.validation import InputError
 
 DAMAGED = "DAMAGED"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from multisource.validation import InputError, check_choice
+from multisource.common.validation import InputError, check_choice
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from multisource.plotting import ESTIMATOR_PALETTE, THEORY_COLOR, band, panel_grid
+from multisource.readings.plotting import ESTIMATOR_PALETTE, THEORY_COLOR, band, panel_grid
 
 AXIS_LABELS = {"K": "number of sources $K$", "n": "total sample size $n$",
                "beta_sim": r"shared fraction $\beta_{\mathrm{sim}}$"}

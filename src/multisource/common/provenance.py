@@ -5,12 +5,19 @@ A results table `data/results/<experiment>/<profile>.csv` is valid only next to 
 profile, whose `code_hash` matches the current source of the modules that compute it, and
 whose `csv_sha256` matches the table's bytes. Anything else is not shown.
 
-The code hash of an experiment covers the syntax tree (docstrings, comments and layout left out)
-of its module and every `multisource` module it imports, directly or through others (found
-statically, so imports inside functions count), except the
-infrastructure modules in `INFRASTRUCTURE_MODULES`: they check, store and display numbers but
-never compute them, and hashing them would make every change to the command line invalidate
-hours of training.
+The code hash of an experiment covers the canonical syntax tree of its module and of every
+`multisource` module it imports, directly or through others (found statically, so imports inside
+functions count), except the infrastructure modules in `INFRASTRUCTURE_MODULES`: they check,
+store and display numbers but never compute them, and hashing them would make every change to
+the command line invalidate hours of training.
+
+The canonical tree leaves out what cannot change a number: docstrings, comments, layout, how
+imports are grouped and ordered, where a module lives and what it is called. A `multisource`
+import keeps the names it binds but not the module path it binds them from, and the hash is
+taken over the multiset of module trees, not their names; so moving a module to another
+package, or renaming it, leaves stored results current, while editing any statement makes them
+stale. The tree is written out field by field, leaving out fields that are empty (None or []),
+so the hash is the same under Python 3.11 to 3.13, whose `ast.dump` differs by such fields.
 """
 
 from __future__ import annotations
@@ -29,14 +36,24 @@ from pathlib import Path
 from typing import Any
 
 from multisource import __version__
-from multisource.paths import PACKAGE_DIR, REPO_ROOT
+from multisource.common.paths import PACKAGE_DIR, REPO_ROOT
 
-# Modules that validate, store, schedule or display results but never compute them.
+# Modules that validate, store, schedule or display results but never compute them: the command
+# line, the book machinery and the foundations (`multisource.common`), the experiments' registry,
+# runner and restamp.
+INFRASTRUCTURE_PACKAGES: tuple[str, ...] = ("multisource.cli", "multisource.book",
+                                            "multisource.common")
 INFRASTRUCTURE_MODULES: frozenset[str] = frozenset({
-    "multisource", "multisource.__main__", "multisource.cli", "multisource.chapters",
-    "multisource.devices", "multisource.paths", "multisource.provenance", "multisource.status",
-    "multisource.validation", "multisource.experiments", "multisource.experiments.runner",
+    "multisource", "multisource.__main__", "multisource.experiments",
+    "multisource.experiments.runner", "multisource.experiments.restamp",
 })
+
+
+def is_infrastructure(module: str) -> bool:
+    """Whether `module` only checks, stores, schedules or displays numbers."""
+    return module in INFRASTRUCTURE_MODULES or any(
+        module == package or module.startswith(package + ".")
+        for package in INFRASTRUCTURE_PACKAGES)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -129,31 +146,85 @@ def code_modules(module: str) -> list[str]:
         parents = [".".join(current.split(".")[:i]) for i in range(1, current.count(".") + 1)]
         todo.extend(parents)
         todo.extend(_imported_modules(current, _module_file(current)))  # type: ignore[arg-type]
-    return sorted(m for m in seen if m not in INFRASTRUCTURE_MODULES or m == module)
+    return sorted(m for m in seen if not is_infrastructure(m) or m == module)
 
 
 def normalised_source(path: Path) -> str:
-    """The syntax tree of a module with docstrings dropped, as text (cached while the file is
-    unchanged).
-
-    Comments, docstrings and layout cannot change a number, so editing them does not make
-    stored results stale; every statement and expression still counts.
-    """
+    """The canonical syntax tree of a module, as text (cached while the file is unchanged):
+    docstrings dropped, `multisource` import paths dropped, empty fields left out."""
     key = _content_key(path)
     if key not in _NORMALISED:
-        _NORMALISED[key] = _normalise(path)
+        _NORMALISED[key] = canonical_tree(path.read_text(), filename=str(path))
     return _NORMALISED[key]
 
 
-def _normalise(path: Path) -> str:
-    tree = ast.parse(path.read_text(), filename=str(path))
+INTERNAL_MODULE = "<multisource>"
+
+
+def canonical_tree(source: str, filename: str = "<source>") -> str:
+    """The canonical form of a module's source that the code hash is taken over."""
+    tree = ast.parse(source, filename=filename)
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                     and isinstance(body[0].value.value, str):
                 node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, include_attributes=False)
+        elif isinstance(node, ast.ImportFrom) and _is_internal(node.module, node.level):
+            node.module, node.level = INTERNAL_MODULE, 0
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if _is_internal(alias.name, 0) and alias.asname:
+                    alias.name = INTERNAL_MODULE
+    for node in ast.walk(tree):
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
+                setattr(node, field, _sorted_import_runs(value))
+    return _stable_dump(tree)
+
+
+def _sorted_import_runs(statements: list[ast.stmt]) -> list[ast.stmt]:
+    """Each run of consecutive import statements as a sorted list of one-name imports: how
+    imports are grouped and ordered (an import sorter's business) changes no number."""
+    result: list[ast.stmt] = []
+    run: list[ast.stmt] = []
+    for statement in [*statements, None]:
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            for alias in statement.names:
+                single = ast.Import(names=[alias]) if isinstance(statement, ast.Import) \
+                    else ast.ImportFrom(module=statement.module, names=[alias],
+                                        level=statement.level)
+                run.append(single)
+            continue
+        result.extend(sorted(run, key=_stable_dump))
+        run = []
+        if statement is not None:
+            result.append(statement)
+    return result
+
+
+def _is_internal(module: str | None, level: int) -> bool:
+    return level > 0 or (module or "").split(".")[0] == "multisource"
+
+
+def _stable_dump(node: Any) -> str:
+    """Like `ast.dump(node)`, but without fields that are None or empty lists (`type_params`
+    and friends, which newer Pythons add), so the text does not depend on the version."""
+    if isinstance(node, ast.AST):
+        fields = []
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value is None or value == []:
+                continue
+            fields.append(f"{name}={_stable_dump(value)}")
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return "[" + ", ".join(_stable_dump(item) for item in node) + "]"
+    return repr(node)
+
+
+def _is_empty_module(canonical: str) -> bool:
+    return canonical in ("Module()", "Module(body=[Pass()])")
 
 
 def module_source_file(module: str) -> Path | None:
@@ -162,15 +233,25 @@ def module_source_file(module: str) -> Path | None:
 
 
 def modules_hash(modules: list[str]) -> str:
-    """A short SHA-256 of the names and normalised sources of `modules`, in order."""
-    digest = hashlib.sha256()
+    """A short SHA-256 of the canonical sources of `modules`, as a multiset: the order and the
+    names of the modules do not count, and modules with nothing in them (a package's
+    docstring-only `__init__`) are left out."""
+    digests = []
     for name in modules:
         path = _module_file(name)
         if path is None:
             raise ValueError(f"module {name!r} has no source file")
-        digest.update(f"{name}\n".encode())
-        digest.update(normalised_source(path).encode())
-        digest.update(b"\0")
+        canonical = normalised_source(path)
+        if not _is_empty_module(canonical):
+            digests.append(hashlib.sha256(canonical.encode()).hexdigest())
+    return sources_hash(digests)
+
+
+def sources_hash(module_digests: list[str]) -> str:
+    """The code hash of a closure given the SHA-256 of each module's canonical tree."""
+    digest = hashlib.sha256()
+    for item in sorted(module_digests):
+        digest.update(item.encode() + b"\n")
     return digest.hexdigest()[:16]
 
 

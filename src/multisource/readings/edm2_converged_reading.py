@@ -5,7 +5,7 @@ single-source model of each of its classes, trained on the same images, scored o
 held-out images (with the same likelihood noise) and judged at each arm's own snapshot. Per
 seed the difference (multi - single) is taken for the anchor class and averaged over the K
 classes of the group (the paper's K-class average); across seeds, a Student-t interval and the
-minimum detectable effect at the design's seeds (`multisource.power`). A difference whose
+minimum detectable effect at the design's seeds (`multisource.readings.power`). A difference whose
 interval contains zero is "not detected at this power", never "no difference".
 """
 
@@ -23,8 +23,8 @@ from multisource.experiments.edm2_converged import (
     compared_groups,
     model_key,
 )
-from multisource.power import mde_of
-from multisource.sweep_stats import t_half_width
+from multisource.readings.power import mde_of
+from multisource.readings.sweep_stats import t_half_width
 
 # metric -> (words, +1 when higher is better, -1 when lower is better)
 METRICS: dict[str, tuple[str, int]] = {

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from multisource.bounds import free_parameters_multi
-from multisource.validation import InputError
+from multisource.common.validation import InputError
+from multisource.theory.bounds import free_parameters_multi
 
 #: Candidate complexity terms C(K, d, d1, estimator) for the Gaussian classes. Only the first is
 #: the poster's; the others are deliberately wrong alternatives the check must reject.

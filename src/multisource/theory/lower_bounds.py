@@ -38,8 +38,8 @@ from scipy import stats
 from scipy.optimize import minimize_scalar
 from scipy.special import erf
 
+from multisource.common.validation import InputError, check_choice, check_float, check_int
 from multisource.sources import check_source_distribution, nonempty_count_law
-from multisource.validation import InputError, check_choice, check_float, check_int
 
 SQRT2 = math.sqrt(2.0)
 ESTIMATORS = ("multi", "single")
