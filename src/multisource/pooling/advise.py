@@ -197,14 +197,17 @@ def standardise(x: np.ndarray, y: np.ndarray, K: int) -> np.ndarray:
     """
     top = np.abs(x).max(axis=0)
     x = x / np.where(top > 0, top, 1.0)
-    onehot = (y[:, None] == np.arange(K)).astype(float)
-    counts = onehot.sum(axis=0)
-    means = onehot.T @ x / np.maximum(counts, 1.0)[:, None]
-    within = ((x - means[y]) ** 2).sum(axis=0) / max(len(y) - K, 1)
-    centred = x - x.mean(axis=0)
-    overall = centred.var(axis=0)
+    counts = np.bincount(y, minlength=K).astype(float)
+    within = np.empty(x.shape[1])
+    for j in range(x.shape[1]):     # column by column: no (n, p) temporaries
+        means = np.bincount(y, x[:, j], K) / np.maximum(counts, 1.0)
+        within[j] = float(np.square(x[:, j] - means[y]).sum()) / max(len(y) - K, 1)
+    centre = x.mean(axis=0)
+    overall = np.square(x - centre).mean(axis=0)
     scale = np.sqrt(np.where(within > 1e-24, within, np.where(overall > 1e-24, overall, 1.0)))
-    return centred / scale
+    x -= centre
+    x /= scale
+    return x
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,7 @@ def dominance(differences: np.ndarray) -> float:
     if total == 0:
         return 0.0
     top = max(1, int(np.ceil(0.01 * a.size)))
-    return float(np.sort(a)[-top:].sum() / total)
+    return float(np.partition(a, a.size - top)[-top:].sum() / total)
 
 
 def _dominance_reason(heldout: dict[str, np.ndarray], recommendation: str,

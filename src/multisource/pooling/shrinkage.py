@@ -9,13 +9,15 @@ random-effects model of a mean.
 
 Everything needed is in per-source sums (n_k, X_k'X_k, X_k'y_k, y_k'y_k, X_k'1, 1'y_k), so
 the fit takes one pass over the data. tau^2 and sigma^2 are restricted maximum likelihood
-(REML) estimates: sigma^2 is profiled out, and the profile is minimised over log gamma, with
+(REML) estimates: sigma^2 is profiled out, and the profile is minimised over log gamma (a grid
+on [-25, 25], then golden-section search), with
 gamma = 0 (no between-source variance: the pooled fit) also considered. The construction is
 standard (Henderson's mixed-model equations); the code is ours.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +96,30 @@ def _profile(s: GroupSums, gamma: float) -> float:
     return (N - q) * np.log(R) + float(np.log1p(s.n * gamma).sum()) + logdet
 
 
+def _minimise(f: Callable[[float], float], low: float, high: float, grid: int = 101,
+              xatol: float = 1e-9) -> float:
+    """Minimiser of f on [low, high]: the best point of a grid, then golden-section search
+    between its neighbours (no scipy: `advise` starts without it)."""
+    points = np.linspace(low, high, grid)
+    values = [f(float(t)) for t in points]
+    i = int(np.argmin(values))
+    a, b = float(points[max(i - 1, 0)]), float(points[min(i + 1, grid - 1)])
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = f(c), f(d)
+    while b - a > xatol:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = f(d)
+    best = (a + b) / 2
+    return best if f(best) <= values[i] else float(points[i])
+
+
 def fit_random_intercept(s: GroupSums) -> RandomIntercept:
     """REML random-intercept fit from per-source sums (at least 2 sources, N > q)."""
     K, q = s.xsum.shape
@@ -101,12 +127,7 @@ def fit_random_intercept(s: GroupSums) -> RandomIntercept:
     if K < 2 or q >= N:
         raise InputError(f"a random-intercept fit needs at least 2 sources and more than {q} "
                          "samples")
-    from scipy import optimize  # imported here: `advise` starts without it
-
-    result = optimize.minimize_scalar(lambda t: _profile(s, float(np.exp(t))),
-                                      bounds=(-25.0, 25.0), method="bounded",
-                                      options={"xatol": 1e-9})
-    gamma = float(np.exp(result.x))
+    gamma = float(np.exp(_minimise(lambda t: _profile(s, float(np.exp(t))), -25.0, 25.0)))
     if _profile(s, 0.0) <= _profile(s, gamma):
         gamma = 0.0
     _, beta, R, c = _gls(s, gamma)
