@@ -90,3 +90,27 @@ def test_t_quantile_expansion_matches_scipy_for_large_df() -> None:
     for df in (LARGE_DF, 1000, 10**6):
         for p in (0.9, 0.975, 0.99875, 0.99999):
             assert abs(t_quantile(df, p) - special.stdtrit(df, p)) < 1e-8
+
+
+def test_vectorised_random_intercepts_match_the_column_by_column_fit() -> None:
+    """`fit_random_intercepts` (every column at once) against `fit_random_intercept`."""
+    from multisource.pooling.shrinkage import (
+        GroupSums,
+        fit_random_intercept,
+        fit_random_intercepts,
+    )
+
+    rng = np.random.default_rng(0)
+    for tau in (0.0, 0.05, 0.3, 2.0):
+        for _ in range(10):
+            K, p = int(rng.integers(2, 12)), 3
+            n = rng.integers(3, 60, K).astype(float)
+            x = [rng.standard_normal((int(c), p)) + tau * rng.standard_normal(p) for c in n]
+            s = np.array([v.sum(axis=0) for v in x])
+            q = np.array([(v**2).sum(axis=0) for v in x])
+            means, sigma2 = fit_random_intercepts(n, s, q)
+            for j in range(p):
+                fit = fit_random_intercept(GroupSums(n, n[:, None, None], s[:, j:j + 1],
+                                                     q[:, j], n[:, None], s[:, j]))
+                assert np.abs(fit.beta[0] + fit.effects - means[:, j]).max() < 1e-6
+                assert abs(fit.sigma2 - sigma2[j]) < 1e-6

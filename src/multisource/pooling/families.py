@@ -139,21 +139,17 @@ def shrunk_means(m: Moments, specific: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
     Shared columns: each source's mean shrunk towards the pooled mean by its own sample size
     (`shrinkage`); specific columns keep the source's own mean."""
-    from multisource.pooling.shrinkage import GroupSums, fit_random_intercept
+    from multisource.pooling.shrinkage import fit_random_intercepts
 
-    K, p = m.s.shape
+    K = m.s.shape[0]
     means = m.s / m.n[:, None]
-    sigma2 = np.empty(p)
-    ones = m.n[:, None, None]
-    for j in range(p):
-        sums = GroupSums(m.n, ones, m.s[:, j:j + 1], m.q[:, j], m.n[:, None], m.s[:, j])
-        within = float((source_variances(m)[:, j] * m.n).sum())
-        if specific[j] or within <= 0:   # own means (constant within every source: no
-            sigma2[j] = within / max(m.n.sum() - K, 1.0)   # within variance to shrink by)
-            continue
-        fit = fit_random_intercept(sums)
-        means[:, j] = fit.beta[0] + fit.effects
-        sigma2[j] = fit.sigma2
+    within = (source_variances(m) * m.n[:, None]).sum(axis=0)
+    sigma2 = within / max(m.n.sum() - K, 1.0)   # own means: specific columns, and columns
+    shrink = ~np.asarray(specific, bool) & (within > 0)   # constant within every source
+    if shrink.any():
+        shrunk, shared = fit_random_intercepts(m.n, m.s[:, shrink], m.q[:, shrink])
+        means[:, shrink] = shrunk
+        sigma2[shrink] = shared
     return means, sigma2
 
 

@@ -134,3 +134,70 @@ def fit_random_intercept(s: GroupSums) -> RandomIntercept:
     sigma2 = R / (N - q)
     effects = c * (s.ysum - s.xsum @ beta)
     return RandomIntercept(beta, sigma2, gamma * sigma2, effects)
+
+
+def _intercept_profile(n: np.ndarray, ysum: np.ndarray, yty: np.ndarray, log_gamma: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_profile` for the intercept-only model, every column at once: n (K,), ysum and yty
+    (K, p), log_gamma (..., p) -> profile, beta, R (..., p) and c (..., K, p)."""
+    gamma = np.exp(log_gamma)[..., None, :]
+    nn = n[:, None]
+    c = gamma / (1.0 + nn * gamma)
+    A = nn.sum() - (c * nn**2).sum(axis=-2)
+    b = ysum.sum(axis=0) - (c * ysum * nn).sum(axis=-2)
+    beta = b / A
+    R = yty.sum(axis=0) - (c * ysum**2).sum(axis=-2) - b * beta
+    N = float(n.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        profile = ((N - 1) * np.log(R) + np.log1p(nn * gamma).sum(axis=-2) + np.log(A))
+    return np.where((R > 0) & (A > 0), profile, np.inf), beta, R, c
+
+
+def fit_random_intercepts(n: np.ndarray, ysum: np.ndarray, yty: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """REML random-intercept fits of every column at once (x = 1): per-source predicted means
+    (K, p) and within variances sigma^2 (p,). The same fit as `fit_random_intercept` column
+    by column (a grid on log gamma in [-25, 25], golden-section search, gamma = 0 allowed),
+    vectorised over the columns."""
+    n = np.asarray(n, float)
+    N = float(n.sum())
+    if n.size < 2 or N <= 1:
+        raise InputError("a random-intercept fit needs at least 2 sources and more than 1 "
+                         "sample")
+    p = ysum.shape[1]
+    grid = np.linspace(-25.0, 25.0, 101)
+    values = _intercept_profile(n, ysum, yty, np.repeat(grid[:, None], p, axis=1))[0]
+    i = np.argmin(values, axis=0)
+    a, b = grid[np.maximum(i - 1, 0)], grid[np.minimum(i + 1, grid.size - 1)]
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc = _intercept_profile(n, ysum, yty, c)[0]
+    fd = _intercept_profile(n, ysum, yty, d)[0]
+    for _ in range(64):     # the bracket (width 1) shrinks to 1e-13
+        left = fc <= fd
+        a, b = np.where(left, a, c), np.where(left, d, b)
+        c_new = np.where(left, b - ratio * (b - a), d)
+        d_new = np.where(left, c, a + ratio * (b - a))
+        f_known = np.where(left, fc, fd)
+        evaluate = np.where(left, c_new, d_new)
+        f_new = _intercept_profile(n, ysum, yty, evaluate)[0]
+        fc, fd = np.where(left, f_new, f_known), np.where(left, f_known, f_new)
+        c, d = c_new, d_new
+    best = (a + b) / 2
+    f_best = _intercept_profile(n, ysum, yty, best)[0]
+    best = np.where(f_best <= values[i, np.arange(p)], best, grid[i])
+    f_best = np.minimum(f_best, values[i, np.arange(p)])
+    gamma = np.exp(best)
+    # gamma = 0: the pooled fit (no between-source variance)
+    R0 = yty.sum(axis=0) - ysum.sum(axis=0) ** 2 / N
+    with np.errstate(divide="ignore"):
+        f_zero = np.where(R0 > 0, (N - 1) * np.log(np.maximum(R0, 1e-300)) + np.log(N), np.inf)
+    gamma = np.where(f_zero <= f_best, 0.0, gamma)
+    nn = n[:, None]
+    cc = gamma / (1.0 + nn * gamma)
+    A = N - (cc * nn**2).sum(axis=0)
+    bb = ysum.sum(axis=0) - (cc * ysum * nn).sum(axis=0)
+    beta = bb / A
+    R = yty.sum(axis=0) - (cc * ysum**2).sum(axis=0) - bb * beta
+    effects = cc * (ysum - nn * beta)
+    return beta + effects, R / (N - 1)
