@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from multisource.book.execution import ChapterFailed
 from multisource.common.validation import (
     InputError,
     OneLineArgumentParser,
@@ -231,11 +230,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write("multisource: error: out of memory; choose smaller sizes\n")
         return EXIT_USAGE
-    except ChapterFailed as error:
+    except _chapter_failed() as error:   # evaluated only when an exception gets here
         if debug:
             raise
         sys.stderr.write(f"multisource: error: {_one_line(error)}\n")
         return EXIT_USAGE if error.user_input else EXIT_FAILED
+
+
+def _chapter_failed() -> type[Exception]:
+    """`book.execution.ChapterFailed`, imported when needed (`advise` starts without it)."""
+    from multisource.book.execution import ChapterFailed
+
+    return ChapterFailed
 
 
 def _one_line(error: BaseException) -> str:

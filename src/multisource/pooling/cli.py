@@ -32,12 +32,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (2..20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out-of-core", action="store_true",
+                        help="Parquet files larger than memory: per-(fold, source) sums in "
+                             "DuckDB (gaussian families; prints JSON)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `advise` on the file; bad input raises InputError (one line, exit 2 in the CLI)."""
     check_choice("family", args.family, FAMILIES)
+    if args.out_of_core:
+        from multisource.pooling.outofcore import advise_parquet
+
+        if args.specific or args.response:
+            raise InputError("--out-of-core takes neither --specific nor --response")
+        found = advise_parquet(args.file, args.family, folds=args.folds, seed=args.seed)
+        sys.stdout.write(json.dumps(found.to_dict(), indent=1, allow_nan=False) + "\n")
+        return 0
     family = get_family(args.family)
     data = read_labelled_csv(args.file)
     if args.response is not None:
@@ -48,8 +59,13 @@ def run(args: argparse.Namespace) -> int:
                              f"columns are {', '.join(data.columns)}")
         family = dataclasses.replace(family, response=data.columns.index(args.response))
     mask = specific_mask(data.columns, args.specific)
-    result = advise(data.x, data.y, family, specific=mask, folds=args.folds, seed=args.seed,
-                    source_names=data.sources, columns=data.columns)
+    import numpy as np
+
+    # the REML profile is evaluated at huge between-source variances too, where it is
+    # infinite (and treated so): no warnings about it on the user's screen
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = advise(data.x, data.y, family, specific=mask, folds=args.folds,
+                        seed=args.seed, source_names=data.sources, columns=data.columns)
     if args.json:
         # allow_nan=False: NaN and infinity are not JSON (advise refuses non-finite scores)
         sys.stdout.write(json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
