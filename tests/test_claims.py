@@ -12,6 +12,7 @@ from multisource.readings import chapter7_verdicts as c7
 from multisource.readings import claims as registry
 from multisource.readings.claims import CLAIMS, TESTS, claim
 from multisource.readings.inference import OUTCOMES, verdict_frame
+from multisource.readings.stored import current_table
 
 
 def test_registry_is_consistent() -> None:
@@ -38,10 +39,10 @@ def test_setting_intervals_agree_with_the_chapter_reading(frame: pd.DataFrame) -
     from multisource.experiments.edm2_converged import BOOK
     from multisource.readings import edm2_converged_reading as reading
 
-    base = pd.read_csv(c7.results_path("edm2_converged", "book"))
+    base = current_table("edm2_converged")
     merged = base
     for name in ("edm2_extension", "edm2_extension_grid"):
-        merged, _ = reading.with_extension(merged, pd.read_csv(c7.results_path(name, "book")))
+        merged, _ = reading.with_extension(merged, current_table(name))
     theirs = reading.verdicts(merged, BOOK)
     theirs["group"] = theirs["setting"].map(lambda s: f"K{s}" if s.isdigit() else s)
     ours = c7.setting_intervals(frame)

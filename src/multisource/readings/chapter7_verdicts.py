@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from multisource.common.paths import results_path
 from multisource.readings import inference as inf
 from multisource.readings.claims import tests_for
+from multisource.readings.stored import current_table
 
 METRICS = ("nll_bits", "fcd", "accuracy")
 SCOPES = ("anchor", "K-average")
@@ -44,10 +44,15 @@ def merge_extension(frame: pd.DataFrame, extension: pd.DataFrame) -> pd.DataFram
                      ignore_index=True)
 
 
-def load_frame(profile: str = "book", paths: tuple[Path, ...] | None = None) -> pd.DataFrame:
-    """The stored base table with both extensions merged in, in the chapter's order."""
-    files = paths or tuple(results_path(name, profile) for name in EXPERIMENTS)
-    frames = [pd.read_csv(path) for path in files]
+def load_frame(profile: str = "book", paths: tuple[Path, ...] | None = None,
+               frames: tuple[pd.DataFrame, ...] | None = None) -> pd.DataFrame:
+    """The stored base table with both extensions merged in, in the chapter's order: from
+    `frames` (already loaded, e.g. by a notebook), from `paths`, or else the stored tables,
+    read only when their provenance matches the current code."""
+    if frames is None:
+        frames = tuple(pd.read_csv(path) for path in paths) if paths is not None \
+            else tuple(current_table(name, profile) for name in EXPERIMENTS)
+    frames = list(frames)
     out = frames[0]
     for extension in frames[1:]:
         out = merge_extension(out, extension)
