@@ -43,6 +43,8 @@ class Chapter:
 
 
 CHAPTERS: tuple[Chapter, ...] = (
+    Chapter("00_scorecard", "What the book found",
+            "each claim of the paper against every chapter's evidence, one verdict a row"),
     Chapter("01_formulation", "Formulation",
             "the setting, both MLEs and a 2-D example with exact TV"),
     Chapter("02_theorem_3_2", "Theorem 3.2", "risk against n, fitted rates, risk over the bound"),
