@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from multisource import experiments
 from multisource.common.validation import InputError
 from multisource.experiments.restamp import (
     _current_scheme_hash,
@@ -57,6 +58,7 @@ def toy(tmp_path, monkeypatch):
 
     yield write
     sys.modules.pop("restamp_toy_module", None)
+    experiments._REGISTRY.pop("restamp_toy", None)   # its module is gone with the test
 
 
 def test_a_rename_that_leaves_the_rows_alone_is_restamped(toy, tmp_path) -> None:
