@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import subprocess
 import time
 from dataclasses import dataclass
@@ -183,6 +184,13 @@ def _rerun_sample(experiment: Any, profile: str, csv_path: Path, sample: int, *,
     return found
 
 
+def _text(value: Any) -> str:
+    """A field as text, with every form of "missing" (None, NaN, empty) alike."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
 def _closest_relative_difference(rows: list[dict[str, Any]], stored: pd.DataFrame) -> float:
     """Largest over `rows` of the smallest, over stored rows with the same text fields, of the
     largest relative difference in a numeric field (inf when no stored row matches)."""
@@ -192,7 +200,7 @@ def _closest_relative_difference(rows: list[dict[str, Any]], stored: pd.DataFram
     for row in rows:
         candidates = stored
         for column in text:
-            candidates = candidates[candidates[column].astype(str) == str(row.get(column))]
+            candidates = candidates[candidates[column].map(_text) == _text(row.get(column))]
         best = float("inf")
         for _, other in candidates.iterrows():
             gaps = [abs(float(row[c]) - float(other[c])) / max(abs(float(other[c])), 1e-300)
