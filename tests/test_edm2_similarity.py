@@ -95,3 +95,126 @@ def test_rows_carry_the_similarity_of_every_group_and_every_arm(tiny_rows):
     for arm in base.ARMS:
         picked = scored[scored[f"arm_{arm}"].astype(bool)]
         assert len(picked) == 5 + 2 * 3, arm
+
+
+# --- the reading (synthetic tables: fast) ------------------------------------------------------
+
+from multisource.readings import similarity_axis as axis  # noqa: E402
+
+NAMES = {6: "fashion:Shirt", 2: "fashion:Pullover", 4: "fashion:Coat", 1: "fashion:Trouser",
+         8: "fashion:Bag", 5: "fashion:Sandal", 7: "fashion:Sneaker", 12: "animals:cat",
+         21: "mnist:digit 1"}
+GROUPS = {"tops": ((6, 2, 4), 12.0), "trouser + bag": ((6, 1, 8), 53.0),
+          "sandal + sneaker": ((6, 5, 7), 148.0), "cat + digit 1": ((6, 12, 21), 149.0)}
+
+
+def _axis_frame(slope: float = -0.1, domain_shift: float = 0.0, seeds: int = 8,
+                noise: float = 0.02) -> pd.DataFrame:
+    """Scored rows in which multi - single of every class of a group is a seed effect plus
+    `slope` x (-log FCD to the anchor) (plus `domain_shift` in the cross-domain group) for
+    NLL and FCD, minus that for accuracy."""
+    rng = np.random.default_rng(1)
+    rows: list[dict] = []
+    for name, (classes, fcd) in GROUPS.items():
+        rows.append({"kind": "similarity", "group": name, "classes": " ".join(map(str, classes)),
+                     "K": 3, "fcd_to_anchor": fcd, "fcd_pairwise": fcd,
+                     "pixel_fd_to_anchor": fcd / 20, "pixel_fd_pairwise": fcd / 20})
+    for c, n in NAMES.items():
+        rows.append({"kind": "real", "class": c, "class_name": n})
+    arms = {f"arm_{a}": True for a in base.ARMS}
+    for seed in range(seeds):
+        level = rng.normal(0.0, 0.2)
+        single = {c: rng.normal(3.0, 0.3) for c in NAMES}
+        for c in NAMES:
+            rows.append({"kind": "single", "seed": seed, "model": str(c), "class": c, "K": 1,
+                         "nll_bits": single[c], "fcd": single[c], "accuracy": single[c],
+                         "plateau_reached": True, "stop_step": 40, "plateau_step": 32,
+                         "cap_step": 64, **arms})
+        for name, (classes, fcd) in GROUPS.items():
+            shift = level + slope * -np.log(fcd) + (domain_shift if name == "cat + digit 1"
+                                                    else 0.0)
+            for c in classes:
+                d = shift + rng.normal(0.0, noise)
+                rows.append({"kind": "multi", "seed": seed, "model": " ".join(map(str, classes)),
+                             "class": c, "K": 3, "nll_bits": single[c] + d,
+                             "fcd": single[c] + d, "accuracy": single[c] - d,
+                             "plateau_reached": name != "cat + digit 1" or seed > 0,
+                             "stop_step": 80, "plateau_step": 64, "cap_step": 128, **arms})
+    return pd.DataFrame(rows)
+
+
+def _by_test(table: pd.DataFrame, test: str, metric: str = "nll_bits",
+             scope: str = "anchor") -> pd.Series:
+    return table[(table.test == test) & (table.metric == metric) & (table.scope == scope)
+                 ].iloc[0]
+
+
+def test_groups_know_their_domains_and_the_matched_pair():
+    groups = axis.group_table(_axis_frame()).set_index("group")
+    assert groups["one_domain"].to_dict() == {"tops": True, "trouser + bag": True,
+                                              "sandal + sneaker": True, "cat + digit 1": False}
+    assert groups.loc["cat + digit 1", "domains"] == "animals, fashion, mnist"
+    np.testing.assert_allclose(groups.loc["tops", "similarity"], -np.log(12.0))
+    pairs = axis.matched_pairs(_axis_frame())
+    assert pairs.to_dict("records") == [{"across": "cat + digit 1", "within": "sandal + sneaker",
+                                         "gap": pytest.approx(-np.log(149 / 148))}]
+
+
+def test_a_planted_slope_is_recovered_and_supported_in_every_metric():
+    table = axis.verdict_table(_axis_frame(slope=-0.1))
+    for metric in axis.METRICS:
+        for test in ("slope", "slope, one domain"):
+            row = _by_test(table, test, metric)
+            sign = 1.0 if metric == "accuracy" else -1.0
+            assert row.low < sign * 0.1 < row.high, (test, metric)
+            assert row.outcome == "supported", (test, metric)
+        assert _by_test(table, "near - far, one domain", metric).outcome == "supported"
+    matched = _by_test(table, "domain at matched similarity: cat + digit 1 - sandal + sneaker")
+    assert matched.outcome == "not detected" and np.isfinite(matched.mde)
+    assert set(table.family) == set(axis.FAMILIES)
+
+
+def test_no_slope_is_not_detected_with_its_mde_and_a_domain_effect_is_caught():
+    table = axis.verdict_table(_axis_frame(slope=0.0, domain_shift=0.3))
+    within = _by_test(table, "slope, one domain")
+    assert within.outcome == "not detected" and 0 < within.mde < 0.1
+    matched = _by_test(table, "domain at matched similarity: cat + digit 1 - sandal + sneaker")
+    assert matched.outcome == "contradicted" and matched.estimate == pytest.approx(0.3, abs=0.05)
+    # the all-groups slope mixes the domain effect in: a worse cross-domain group alone
+    # reads as support there, which the one-domain slope does not share
+    assert _by_test(table, "slope").outcome == "supported"
+
+
+def test_slopes_are_paired_within_seed():
+    """A large seed effect shared by every group of a seed leaves the slope's interval as
+    narrow as without it: the seed effect cancels in each seed's own slope."""
+    frame = _axis_frame(slope=-0.1)
+    shifted = frame.copy()
+    multi = shifted["kind"] == "multi"
+    shifted.loc[multi, "nll_bits"] += shifted.loc[multi, "seed"].astype(float) * 5.0
+    a = _by_test(axis.verdict_table(frame), "slope")
+    b = _by_test(axis.verdict_table(shifted), "slope")
+    assert b.high - b.low == pytest.approx(a.high - a.low, rel=1e-6)
+
+
+def test_group_estimates_and_stopping_summaries():
+    frame = _axis_frame()
+    points = axis.group_estimates(frame)
+    assert len(points) == len(GROUPS) * len(axis.METRICS) * len(axis.SCOPES)
+    assert (points["seeds"] == 8).all()
+    stop = axis.stopping(frame).set_index("model")
+    assert stop.loc["6 12 21", "fired"] == 7 and stop.loc["6 2 4", "fired"] == 8
+    with pytest.raises(ValueError, match="measure"):
+        axis.group_table(frame, measure="nope")
+
+
+@pytest.mark.slow
+def test_the_reading_reads_the_experiments_own_rows(tiny_rows):
+    groups = axis.group_table(tiny_rows)
+    assert list(groups["group"]) == ["near", "far"] and groups["one_domain"].all()
+    for metric in axis.METRICS:
+        table = axis.seed_table(tiny_rows, metric, "K-average")
+        assert table.shape == (1, 2) and np.isfinite(table.to_numpy()).all()
+    assert set(axis.stopping(tiny_rows)["model"]) == {"8", "3", "5", "0", "1", "8 3 5", "8 0 1"}
+    agree = axis.single_agreement(tiny_rows, tiny_rows)
+    assert (agree["max_abs_diff_bits"] == 0).all() and agree["same_snapshot"].all()
