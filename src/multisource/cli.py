@@ -439,7 +439,12 @@ def _recorded_run(record: dict[str, Any] | None) -> str:
 
 def _execute(args: argparse.Namespace) -> int:
     from multisource.book.execution import execute_chapter, plan_execution
-    from multisource.book.registry import available_chapters, find_chapter, parse_parameter_value
+    from multisource.book.registry import (
+        available_chapters,
+        find_chapter,
+        notebook_damage,
+        parse_parameter_value,
+    )
     from multisource.common.paths import REPO_ROOT
 
     named = [find_chapter(c) for c in args.chapters] or available_chapters()
@@ -455,10 +460,13 @@ def _execute(args: argparse.Namespace) -> int:
     for number, plan in enumerate(plans, start=1):
         label = f"[{number}/{len(plans)}] {plan.chapter.stem}"
         where = _relative(plan.output, REPO_ROOT)
+        # the judgement `status` and `book` make: executing replaces a damaged notebook
+        damage = notebook_damage(plan.output) if plan.output.is_file() else None
         print(f"{label}: profile={plan.profile}, device={plan.device_name}"
               + "".join(f", {k}={v!r}" for k, v in plan.parameters.items())
               + (f", recomputing {', '.join(plan.recomputed)}" if plan.recomputed else "")
-              + f" -> {where}", flush=True)
+              + f" -> {where}"
+              + (f" (replacing it: damaged ({damage}))" if damage else ""), flush=True)
         done = execute_chapter(plan, log_output=args.log_output,
                                progress=False if args.quiet or args.log_output else label)
         outcome = "wrote" if done.written else "unchanged (same cells and outputs):"
@@ -532,16 +540,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def check_notebooks_readable(chapters: Sequence[Any]) -> None:
-    """One line naming the first committed notebook that is not a readable notebook."""
-    import nbformat
+    """One line naming the first committed notebook that is damaged (the judgement `status`
+    and `execute` make too: `multisource.book.registry.notebook_damage`); an empty chapter is
+    damaged, so it never builds."""
+    from multisource.book.registry import damaged_message
 
     for chapter in chapters:
-        try:
-            nbformat.validate(nbformat.reads(chapter.notebook.read_text(), as_version=4))
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError,
-                nbformat.ValidationError) as error:
-            why = type(error).__name__
-            raise InputError(f"notebook {_relative(chapter.notebook, chapter.directory.parent)} "
-                             f"is damaged ({why}); restore it with `git checkout -- "
-                             f"notebooks/{chapter.notebook.name}` or re-execute it with "
-                             f"`multisource execute {chapter.stem}`") from None
+        damaged = damaged_message(chapter)
+        if damaged is not None:
+            raise InputError(damaged)

@@ -528,7 +528,8 @@ def stored_state(name: str, profile: str, *, results_dir: Path | None = None) ->
     if not isinstance(record, dict):
         return StoredState("invalid", "the sidecar is not a JSON object")
     if record.get("csv_sha256") != sha256_bytes(csv_bytes):
-        return StoredState("invalid", "does not match its provenance (csv_sha256)", record)
+        return StoredState("invalid", "does not match its provenance record (csv_sha256 "
+                                      "differs: edited or damaged?)", record)
     if record.get("config_hash") != config_hash(name, experiment.config(profile)):
         return StoredState("stale-config", "", record)
     if record.get("code_hash") != code_hash(experiment.code_module):
