@@ -53,8 +53,23 @@ def _stored_results_summary(chapter_stem: str) -> list[str]:
             parts.append(f"{name}[{profile}]: {STATE_WORDS[state.state]}; "
                          f"{record.get('device')}, {record.get('wall_time_s')} s, "
                          f"commit {str(record.get('git_commit'))[:10]}, "
-                         f"code {record.get('code_hash')}, config {record.get('config_hash')}")
+                         f"code {record.get('code_hash')}, config {record.get('config_hash')}"
+                         + "".join(f"; {restamp_text(r)}" for r in record.get("restamps", [])))
     return parts or ["none: everything is computed when the notebook runs"]
+
+
+def restamp_text(entry: dict) -> str:
+    """One restamp record in words: what was carried over and on what evidence."""
+    evidence = []
+    if entry.get("static_commit"):
+        evidence.append(f"code identical to commit {str(entry['static_commit'])[:10]} up to "
+                        f"docstrings and module paths")
+    if entry.get("tasks"):
+        rerun = "byte-identical" if entry.get("rerun_identical") else (
+            f"largest relative difference {entry.get('rerun_max_relative_difference', 0):.1e}")
+        evidence.append(f"{len(entry['tasks'])} tasks rerun, {rerun}")
+    return (f"restamped from code {entry.get('from_code_hash')} at commit "
+            f"{str(entry.get('at_commit'))[:10]} ({'; '.join(evidence) or 'no evidence'})")
 
 
 def _execution_summary(chapter: Chapter) -> str:
