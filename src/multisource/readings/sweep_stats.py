@@ -361,13 +361,12 @@ def budget_metrics(frame: pd.DataFrame, budgets: tuple[int, ...], level: float =
     return out[out.starts != "rule"].reset_index(drop=True)
 
 
-def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95,
-                   draws: int = 4000) -> dict[str, Any]:
+def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95) -> dict[str, Any]:
     """Everything chapters 5 and 6 say about one network sweep, as numbers and tables.
 
     Keys: `summary[metric]` (per-setting summaries), `tests[(metric, prediction)]` (paired
     bootstrap of measured minus predicted), `default[metric]` (the default setting: ratio,
-    interval, Fisher and count-based predictions, bootstrap intervals, minimum detectable
+    interval, Fisher and count-based predictions, paired t intervals, minimum detectable
     effect), `teacher`, `sensitivity`, `effort`, `equal_effort`, `calibration`, `wilks`,
     `decomposition`, `budget`, and scalars named in the chapters."""
     frame = frame.copy()
@@ -378,7 +377,7 @@ def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95,
         out["summary"][metric] = summary
         for prediction in ("fisher", "count"):
             out["tests"][(metric, prediction)] = ratio_difference_t(
-                frame, metric, prediction, draws, level)
+                frame, metric, prediction, level)
         row = default_row(summary, config)
         at = ((config.K_default == out["tests"][(metric, "fisher")].K)
               & (out["tests"][(metric, "fisher")].n == config.n_default)
