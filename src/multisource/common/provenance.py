@@ -279,11 +279,16 @@ def git_commit() -> str:
 
 
 def environment_record() -> dict[str, str]:
-    """Versions of the interpreter and the numerical stack."""
+    """Versions of the interpreter and the numerical stack, and the thread counts the run used
+    (a reduction split over another number of threads can differ in the last bits, which an
+    iterative fit can amplify: a rerun that is to match the table byte for byte needs them)."""
     import numpy
     import pandas
     import torch
+    from threadpoolctl import threadpool_info
 
+    blas = sorted({f"{pool['internal_api']}:{pool['num_threads']}" for pool in threadpool_info()
+                   if pool["user_api"] == "blas"})
     return {
         "multisource": __version__,
         "python": platform.python_version(),
@@ -292,6 +297,8 @@ def environment_record() -> dict[str, str]:
         "pandas": pandas.__version__,
         "torch": torch.__version__,
         "cuda": str(torch.version.cuda),
+        "torch_threads": str(torch.get_num_threads()),
+        "blas_threads": ",".join(blas) or "none loaded",
     }
 
 

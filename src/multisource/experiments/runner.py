@@ -5,16 +5,27 @@ checksum of its own content, so an interrupted run resumes where it stopped and 
 only makes its task run again. The final table and its sidecar are written atomically; the
 sidecar records the table's SHA-256 and the hash of the code that computed it, so a table is
 shown only next to a matching sidecar produced by the current config and code.
+
+A run holds a lock on `<profile>.lock` beside its checkpoint, so a second run of the same
+experiment and profile stops at once instead of computing every task again. SIGINT and
+SIGTERM stop every worker process, keep the checkpoint and raise `KeyboardInterrupt`
+(`Terminated` for SIGTERM); workers ignore SIGINT and exit when their parent dies.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -156,6 +167,31 @@ def _checkpoint_problem(entry: Any, task_keys: set[str]) -> str | None:
     return None
 
 
+class Terminated(KeyboardInterrupt):
+    """A run stopped by SIGTERM. A KeyboardInterrupt, so that every path that keeps the
+    checkpoint and stops the workers on Ctrl-C does the same on SIGTERM."""
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its task (killed from outside, or out of
+    memory); the finished tasks are in the checkpoint."""
+
+
+# Set by the SIGTERM handler: a worker pool broken by the same group-wide signal is reported
+# as the termination it is, not as a worker that died.
+_TERMINATED = threading.Event()
+
+
+def checkpoint_path(name: str, profile: str, *, results_dir: Path | None = None) -> Path:
+    """Where a run of `name` at `profile` keeps its finished tasks until the table is written."""
+    return _csv_path(get(name), profile, results_dir).with_suffix(".partial.jsonl")
+
+
+def lock_path(name: str, profile: str, *, results_dir: Path | None = None) -> Path:
+    """The lock a run of `name` at `profile` holds while it owns the checkpoint."""
+    return _csv_path(get(name), profile, results_dir).with_suffix(".lock")
+
+
 def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
                    progress: bool = True, resume: bool = True,
                    results_dir: Path | None = None, workers: int = 1) -> StoredResults:
@@ -166,6 +202,11 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     the elapsed time); a task that resumed from its own checkpoint counts the total it reports
     (`TASK_SECONDS_FIELD`). The table is the same, byte for byte, whatever `workers` is: rows are
     laid out in task order, not in the order tasks finish.
+
+    Another run of the same experiment and profile in progress is an InputError naming its
+    PID. SIGINT raises KeyboardInterrupt and SIGTERM `Terminated` after every worker process
+    has stopped; the checkpoint keeps the finished tasks (it exists only once a task has
+    finished, so an interrupted run never leaves an empty one).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
         raise InputError(f"workers must be an integer in [1, 64], got {workers!r}")
@@ -181,55 +222,183 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     keys = [task_key(t) for t in tasks]
     if len(set(keys)) != len(keys):
         raise RuntimeError(f"experiment {name} lists a task twice")
-    if not resume:
-        checkpoint.unlink(missing_ok=True)
-    done = _read_checkpoint(checkpoint, digest, code_digest, set(keys))
-    segment = 1 + max((d.segment for d in done.values()), default=0)
-
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    pending = [(task, key) for task, key in zip(tasks, keys, strict=True) if key not in done]
-    with checkpoint.open("a") as log, tqdm(total=len(tasks), initial=len(tasks) - len(pending),
-                                           desc=f"{name}[{profile}]", disable=not progress,
-                                           unit="task") as bar:
-        for key, rows, seconds in _completed_tasks(name, config, pending, torch_device, workers):
-            if not _valid_rows(rows):
-                raise RuntimeError(f"experiment {name} returned no rows or non-flat rows for "
-                                   f"task {key}")
-            done[key] = _Done(rows, seconds, segment)
-            log.write(_checkpoint_line({"config_hash": digest, "code_hash": code_digest,
-                                        "task": key, "rows": rows, "segment": segment,
-                                        "seconds": round(seconds, 6)}))
-            log.flush()
-            bar.update(1)
-    rows_by_task = [done[k].rows for k in keys]
-    frame = _frame(rows_by_task)
-    csv_bytes = frame.to_csv(index=False).encode()
-    record = provenance_record(
-        experiment=name, profile=profile, config=config, device=describe_device(torch_device),
-        wall_time_s=sum(done[k].task_seconds for k in keys),
-        extra={"csv_sha256": sha256_bytes(csv_bytes), "n_rows": len(frame),
-               "n_tasks": len(tasks), "segments": segment,
-               "code_hash": code_digest, "code_modules": code_modules(experiment.code_module)},
-    )
-    atomic_write_bytes(csv_path, csv_bytes)
-    atomic_write_text(csv_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    checkpoint.unlink(missing_ok=True)
+    created = not csv_path.parent.exists()
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _sigterm_raises(), _run_lock(csv_path.with_suffix(".lock"), name, profile):
+            if not resume:
+                checkpoint.unlink(missing_ok=True)
+            done = _read_checkpoint(checkpoint, digest, code_digest, set(keys))
+            segment = 1 + max((d.segment for d in done.values()), default=0)
+            pending = [(task, key) for task, key in zip(tasks, keys, strict=True)
+                       if key not in done]
+            entry = {"config_hash": digest, "code_hash": code_digest, "segment": segment}
+            with tqdm(total=len(tasks), initial=len(tasks) - len(pending),
+                      desc=f"{name}[{profile}]", disable=not progress, unit="task") as bar:
+                _run_pending(name, experiment.code_module, config, pending, torch_device,
+                             workers, checkpoint, entry, done, bar)
+            rows_by_task = [done[k].rows for k in keys]
+            frame = _frame(rows_by_task)
+            csv_bytes = frame.to_csv(index=False).encode()
+            record = provenance_record(
+                experiment=name, profile=profile, config=config,
+                device=describe_device(torch_device),
+                wall_time_s=sum(done[k].task_seconds for k in keys),
+                extra={"csv_sha256": sha256_bytes(csv_bytes), "n_rows": len(frame),
+                       "n_tasks": len(tasks), "segments": segment,
+                       "code_hash": code_digest,
+                       "code_modules": code_modules(experiment.code_module)},
+            )
+            atomic_write_bytes(csv_path, csv_bytes)
+            atomic_write_text(csv_path.with_suffix(".json"),
+                              json.dumps(record, indent=2) + "\n")
+            checkpoint.unlink(missing_ok=True)
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                csv_path.parent.rmdir()   # only when nothing was written into it
     return StoredResults(frame, record, csv_path)
 
 
-def _run_in_worker(name: str, config: Any, task: dict[str, Any], device: str,
+def _run_pending(name: str, module: str, config: Any,
+                 pending: list[tuple[dict[str, Any], str]], device: Any, workers: int,
+                 checkpoint: Path, entry: dict[str, Any], done: dict[str, _Done],
+                 bar: Any) -> None:
+    """Run the pending tasks, appending each finished one to the checkpoint and to `done`.
+
+    The checkpoint is opened at the first finished task, never before; an empty one (left by
+    an older version, or cut to nothing) is removed on the way out.
+    """
+    log = None
+    try:
+        with contextlib.closing(_completed_tasks(name, module, config, pending, device,
+                                                 workers)) as finished:
+            for key, rows, seconds in finished:
+                if not _valid_rows(rows):
+                    raise RuntimeError(f"experiment {name} returned no rows or non-flat rows "
+                                       f"for task {key}")
+                done[key] = _Done(rows, seconds, entry["segment"])
+                if log is None:
+                    log = checkpoint.open("a")
+                log.write(_checkpoint_line({**entry, "task": key, "rows": rows,
+                                            "seconds": round(seconds, 6)}))
+                log.flush()
+                bar.update(1)
+    finally:
+        if log is not None:
+            log.close()
+        with contextlib.suppress(OSError):
+            if checkpoint.stat().st_size == 0:
+                checkpoint.unlink()
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the run lasts, SIGTERM raises `Terminated` in the main thread (SIGINT raises
+    KeyboardInterrupt already), so that the workers are stopped and the checkpoint kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        _TERMINATED.set()
+        raise Terminated()
+
+    _TERMINATED.clear()
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _run_lock(path: Path, name: str, profile: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (which records this process's PID) for the run; a run
+    that finds it held raises InputError naming the holder's PID. The file is removed on the
+    way out, and a lock taken on a file that a previous holder removed meanwhile is retried."""
+    try:
+        import fcntl
+    except ImportError:   # no flock (Windows): runs are not locked
+        yield
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise InputError(f"{name}[{profile}] is already running in {who} (it holds "
+                             f"{path.name}); wait for it to finish, or stop it "
+                             f"{f'(`kill {holder}`) ' if holder.isdigit() else ''}and run "
+                             f"this again to resume") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)   # the previous holder removed the file after we opened it: retry
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
+def _run_in_worker(name: str, module: str, config: Any, task: dict[str, Any], device: str,
                    threads: tuple[int, int | None]) -> tuple[list[dict[str, Any]], float]:
     """One task in a worker process: its rows and its compute seconds. The worker uses the
     parent's torch and BLAS thread counts: a reduction split over another number of threads
-    can differ in the last bit, and the table must not depend on how many workers ran it."""
+    can differ in the last bit, and the table must not depend on how many workers ran it.
+    `module` registers the experiment (one outside this package is found too)."""
     import torch
     from threadpoolctl import threadpool_limits
 
+    from multisource import experiments
+
+    importlib.import_module(module)
+    # registered by `module`: no need to import every other experiment in each worker
+    experiment = experiments._REGISTRY.get(name) or get(name)
     torch.set_num_threads(threads[0])
     with threadpool_limits(limits=threads[1], user_api="blas"):
         started = time.perf_counter()
-        rows = get(name).run_task(config, task, torch.device(device))
+        rows = experiment.run_task(config, task, torch.device(device))
         return rows, time.perf_counter() - started
+
+
+# How often a worker checks that its parent is alive where the kernel cannot tell it.
+PARENT_CHECK_S = 1.0
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Set up a worker process: Ctrl-C on the terminal reaches the whole process group, and
+    the parent stops the workers itself, so a worker ignores SIGINT; and a worker never
+    outlives its parent (the kernel kills it on Linux; elsewhere it checks every second)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:   # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="multisource-parent-watch", daemon=True).start()
 
 
 def _thread_counts() -> tuple[int, int | None]:
@@ -241,13 +410,52 @@ def _thread_counts() -> tuple[int, int | None]:
     return torch.get_num_threads(), (min(blas) if blas else None)
 
 
-def _completed_tasks(name: str, config: Any, pending: list[tuple[dict[str, Any], str]],
-                     device: Any, workers: int):
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while worker processes are started: they inherit the ignored signal, so
+    a Ctrl-C to the process group never interrupts a worker's interpreter start-up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+# Seconds the workers get to exit after SIGTERM before they are killed.
+WORKER_STOP_S = 5.0
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks and end every worker process (SIGTERM, then SIGKILL)."""
+    from multiprocessing.connection import wait
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()
+    deadline = time.monotonic() + WORKER_STOP_S
+    running = {process.sentinel: process for process in processes}
+    while running and time.monotonic() < deadline:
+        for sentinel in wait(list(running), timeout=max(0.0, deadline - time.monotonic())):
+            running.pop(sentinel, None)
+    for process in running.values():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.kill()
+
+
+def _completed_tasks(name: str, module: str, config: Any,
+                     pending: list[tuple[dict[str, Any], str]], device: Any, workers: int
+                     ) -> Iterator[tuple[str, list[dict[str, Any]], float]]:
     """Yield (key, rows, seconds) for every pending task as it finishes.
 
     One worker runs the tasks in order in this process. More workers run them in separate
     processes (spawned, so each imports torch afresh); every experiment seeds its tasks from
-    the task itself, so the rows do not depend on which process ran them or when.
+    the task itself, so the rows do not depend on which process ran them or when. However
+    the generator ends (an exception, an interruption, closed early), no worker outlives it.
     """
     if workers == 1 or len(pending) <= 1:
         experiment = get(name)
@@ -258,18 +466,26 @@ def _completed_tasks(name: str, config: Any, pending: list[tuple[dict[str, Any],
         return
     threads = _thread_counts()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
-                             mp_context=context) as pool:
-        futures = {pool.submit(_run_in_worker, name, config, task, str(device), threads): key
-                   for task, key in pending}
-        try:
-            for future in as_completed(futures):
-                rows, seconds = future.result()
-                yield futures[future], rows, seconds
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    with _sigint_ignored():
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context,
+                                   initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        with _sigint_ignored():
+            futures = {pool.submit(_run_in_worker, name, module, config, task, str(device),
+                                   threads): key for task, key in pending}
+        for future in as_completed(futures):
+            rows, seconds = future.result()
+            yield futures[future], rows, seconds
+    except BrokenProcessPool:
+        _stop_workers(pool)
+        if _TERMINATED.is_set():
+            raise Terminated() from None
+        raise WorkerDied("a worker process ended without finishing its task (killed from "
+                         "outside, or out of memory)") from None
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _frame(rows_by_task: list[list[dict[str, Any]]]) -> pd.DataFrame:
@@ -312,7 +528,8 @@ def stored_state(name: str, profile: str, *, results_dir: Path | None = None) ->
     if not isinstance(record, dict):
         return StoredState("invalid", "the sidecar is not a JSON object")
     if record.get("csv_sha256") != sha256_bytes(csv_bytes):
-        return StoredState("invalid", "does not match its provenance (csv_sha256)", record)
+        return StoredState("invalid", "does not match its provenance record (csv_sha256 "
+                                      "differs: edited or damaged?)", record)
     if record.get("config_hash") != config_hash(name, experiment.config(profile)):
         return StoredState("stale-config", "", record)
     if record.get("code_hash") != code_hash(experiment.code_module):

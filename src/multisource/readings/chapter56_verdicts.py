@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from multisource.common.paths import results_path
 from multisource.readings import inference as inf
+from multisource.readings.stored import current_table
 
 EXPERIMENTS = {5: "autoregressive_neural", 6: "energy_mlp"}
 SETTING = ["K", "n", "beta_sim"]
 
 
 def load(chapter: int, profile: str = "book") -> pd.DataFrame:
-    """The stored sweep of chapter 5 (neural AR) or 6 (spin MLP)."""
-    return pd.read_csv(results_path(EXPERIMENTS[chapter], profile))
+    """The stored sweep of chapter 5 (neural AR) or 6 (spin MLP), provenance-checked."""
+    return current_table(EXPERIMENTS[chapter], profile)
 
 
 def prediction_tests(frame: pd.DataFrame, metric: str = "tv") -> pd.DataFrame:

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from multisource.common.validation import InputError, check_float
+from multisource.readings.ratio_tests import ratio_difference_t
 
 
 def t_half_width(values: np.ndarray, level: float = 0.95) -> float:
@@ -292,39 +293,6 @@ def fisher_decomposition(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_bootstrap(frame: pd.DataFrame, metric: str = "tv", prediction: str = "fisher",
-                     draws: int = 4000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Measured minus predicted ratio per setting, with a percentile bootstrap over seeds.
-
-    Seeds are resampled as whole rows (teacher, data, both fits and both predictions), so the
-    interval accounts for the prediction varying with the teacher. `prediction`: "fisher"
-    (ratio of mean Fisher predictions of `metric`) or "count" (the count-based ratio, fixed).
-    A test rejects the prediction at level 1 - `level` when the interval excludes zero; an
-    interval containing zero is a failure to reject, not a confirmation."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
-        multi = group[f"{metric}_multi"].to_numpy()
-        single = group[f"{metric}_single"].to_numpy()
-        if prediction == "fisher":
-            pm = group[f"fisher_{metric}_multi"].to_numpy()
-            ps = group[f"fisher_{metric}_single"].to_numpy()
-        else:
-            pm, ps = group.theory_ratio.to_numpy(), np.ones(len(group))
-        S = len(group)
-        index = rng.integers(0, S, size=(draws, S))
-        measured = multi[index].mean(1) / single[index].mean(1)
-        predicted = pm[index].mean(1) / ps[index].mean(1)
-        diff = measured - predicted
-        lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
-        point = multi.mean() / single.mean() - pm.mean() / ps.mean()
-        rows.append({"K": K, "n": n, "beta_sim": beta, "seeds": S,
-                     "measured": multi.mean() / single.mean(),
-                     "predicted": pm.mean() / ps.mean(), "difference": point,
-                     "lo": lo, "hi": hi, "rejects": bool(lo > 0 or hi < 0)})
-    return pd.DataFrame(rows)
-
-
 def ratio_power(frame: pd.DataFrame, metric: str = "tv", alpha: float = 0.05,
                 power: float = 0.8) -> pd.DataFrame:
     """Per setting, the minimum detectable effect on the ratio of mean risks: the paired t test
@@ -393,13 +361,12 @@ def budget_metrics(frame: pd.DataFrame, budgets: tuple[int, ...], level: float =
     return out[out.starts != "rule"].reset_index(drop=True)
 
 
-def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95,
-                   draws: int = 4000) -> dict[str, Any]:
+def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95) -> dict[str, Any]:
     """Everything chapters 5 and 6 say about one network sweep, as numbers and tables.
 
     Keys: `summary[metric]` (per-setting summaries), `tests[(metric, prediction)]` (paired
     bootstrap of measured minus predicted), `default[metric]` (the default setting: ratio,
-    interval, Fisher and count-based predictions, bootstrap intervals, minimum detectable
+    interval, Fisher and count-based predictions, paired t intervals, minimum detectable
     effect), `teacher`, `sensitivity`, `effort`, `equal_effort`, `calibration`, `wilks`,
     `decomposition`, `budget`, and scalars named in the chapters."""
     frame = frame.copy()
@@ -409,8 +376,8 @@ def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95,
         summary = summarise(frame, level, metric)
         out["summary"][metric] = summary
         for prediction in ("fisher", "count"):
-            out["tests"][(metric, prediction)] = paired_bootstrap(
-                frame, metric, prediction, draws, level)
+            out["tests"][(metric, prediction)] = ratio_difference_t(
+                frame, metric, prediction, level)
         row = default_row(summary, config)
         at = ((config.K_default == out["tests"][(metric, "fisher")].K)
               & (out["tests"][(metric, "fisher")].n == config.n_default)
