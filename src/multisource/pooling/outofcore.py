@@ -63,6 +63,7 @@ def _connect(memory_limit: str, threads: int | None) -> Any:
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")   # stdout carries the answer
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     return con
