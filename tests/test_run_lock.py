@@ -13,7 +13,7 @@ import pytest
 
 from multisource import cli
 from multisource.common.paths import REPO_ROOT
-from multisource.experiments import Experiment, register, runner
+from multisource.experiments import Experiment, register, runner, workers
 
 CALLS: list[int] = []
 STOP_AT: list[int] = []
@@ -83,7 +83,7 @@ def test_a_second_run_is_refused_naming_the_first_runs_pid(results, capsys) -> N
     process conflict as well, so the first run can be simulated in this one."""
     results.mkdir(parents=True)
     lock = results / "smoke.lock"
-    with runner._run_lock(lock, "locktoy", "smoke"):
+    with workers._run_lock(lock, "locktoy", "smoke"):
         assert lock.read_text() == f"{os.getpid()}\n"
         assert cli.main(RUN) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -398,12 +398,11 @@ def _run(args: argparse.Namespace) -> int:
     from multisource.common.paths import REPO_ROOT
     from multisource.experiments import get
     from multisource.experiments.runner import (
-        Terminated,
-        WorkerDied,
         checkpoint_path,
         run_experiment,
         stored_state,
     )
+    from multisource.experiments.workers import Terminated, WorkerDied
 
     get(args.experiment).config(args.profile)   # unknown experiment or profile: one line
     check_int("workers", args.workers, minimum=1, maximum=64)

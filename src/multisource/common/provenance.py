@@ -46,6 +46,7 @@ INFRASTRUCTURE_PACKAGES: tuple[str, ...] = ("multisource.cli", "multisource.book
 INFRASTRUCTURE_MODULES: frozenset[str] = frozenset({
     "multisource", "multisource.__main__", "multisource.experiments",
     "multisource.experiments.runner", "multisource.experiments.restamp",
+    "multisource.experiments.workers",
 })
 
 
