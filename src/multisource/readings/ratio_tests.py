@@ -88,3 +88,25 @@ def ratio_test_coverage(seeds: tuple[int, ...] = (4, 8, 20), replications: int =
                 covered += abs(point) <= half
             rows.append({"gamma_shape": shape, "seeds": S, "coverage": covered / replications})
     return pd.DataFrame(rows)
+
+
+def paired_ratio_change(frame: pd.DataFrame, low: str, high: str, metric: str = "tv",
+                        level: float = 0.95) -> dict[str, float]:
+    """The change of the ratio of mean risks from the fits in columns `<metric>_<low>_*` to
+    those in `<metric>_<high>_*` (two restart budgets, say), paired within seed: each seed's
+    linearised ratio under both, differenced, with a Student-t interval over the seeds that
+    carry both."""
+    columns = [f"{metric}_{b}_{e}" for b in (low, high) for e in ("multi", "single")]
+    both = frame.dropna(subset=columns)
+    linearised = {}
+    for b in (low, high):
+        multi, single = both[f"{metric}_{b}_multi"], both[f"{metric}_{b}_single"]
+        ratio = multi.mean() / single.mean()
+        linearised[b] = ((multi - ratio * single) / single.mean() + ratio).to_numpy(float)
+    change = linearised[high] - linearised[low]
+    seeds = change.size
+    sd = float(change.std(ddof=1))
+    half = float(student_t.ppf(0.5 + level / 2, seeds - 1)) * sd / np.sqrt(seeds)
+    return {"change": float(change.mean()), "lo": float(change.mean() - half),
+            "hi": float(change.mean() + half), "seeds": seeds,
+            "mde": minimum_detectable_effect(sd, seeds)}

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from multisource.common.validation import InputError, check_float
-from multisource.readings.ratio_tests import ratio_difference_t
+from multisource.readings.ratio_tests import paired_ratio_change, ratio_difference_t
 
 
 def t_half_width(values: np.ndarray, level: float = 0.95) -> float:
@@ -508,6 +508,10 @@ def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> 
         out["budget_first_starts"] = int(fixed.starts.iloc[0])
         out["budget_rule"] = float(rule.ratio)
         out["budget_last_half"] = float((fixed.ratio_hi.iloc[-1] - fixed.ratio_lo.iloc[-1]) / 2)
+        move = paired_ratio_change(frame, f"R{out['budget_before_last_starts']}",
+                                   f"R{out['budget_last_starts']}")
+        out.update({f"budget_move_{k}" if k != "change" else "budget_move": v
+                    for k, v in move.items()})
         doubling = report["doubling"]
         last = doubling[doubling["to"] == doubling["to"].max()].set_index("estimator")
         for name in ("multi", "single"):
@@ -530,22 +534,26 @@ def supports(defaults: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def budget_settled(numbers: dict[str, Any]) -> bool:
-    """Whether the restart-budget curve has stopped moving: its last two ratios differ by less
-    than the half-width of the last interval."""
-    move = abs(numbers["budget_last"] - numbers["budget_before_last"])
-    return bool(move < numbers["budget_last_half"])
+    """Whether the restart-budget curve has stopped moving: the paired per-seed change of the
+    ratio over the last doubling has a t interval that contains zero. (Comparing the move with
+    the half-width of one budget's interval would mostly measure teacher-to-teacher spread,
+    which pairing removes.)"""
+    return bool(numbers["budget_move_lo"] <= 0.0 <= numbers["budget_move_hi"])
 
 
 def budget_phrase(numbers: dict[str, Any]) -> str:
-    """`budget_settled`, in words."""
+    """`budget_settled`, in words, with the paired interval (and its MDE when no move is
+    detected)."""
     if "budget_last" not in numbers:
         return "cannot be compared (no budget study at this profile)"
-    move = abs(numbers["budget_last"] - numbers["budget_before_last"])
+    interval = (f"{numbers['budget_move']:+.4f} [{numbers['budget_move_lo']:+.4f}, "
+                f"{numbers['budget_move_hi']:+.4f}], paired over {numbers['budget_move_seeds']} "
+                f"seeds")
     if budget_settled(numbers):
-        return (f"moves by {move:.3f}, less than the half-width of its interval: within what "
-                f"these seeds can resolve, it has stopped moving")
-    return (f"still moves by {move:.3f}, more than the half-width of its interval: more starts "
-            f"would change it")
+        return (f"moves by {interval}: no drift detected, though the design detects a move of "
+                f"{numbers['budget_move_mde']:.4f} only with 80% power")
+    return (f"still moves by {interval}: the ratio is still drifting, so more starts would "
+            f"change it")
 
 
 def search_phrase(numbers: dict[str, Any]) -> str:
