@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from multisource.readings.inference import minimum_detectable_effect
+from multisource.readings.inference import holm, minimum_detectable_effect
 
 
 def ratio_difference_t(frame: pd.DataFrame, metric: str = "tv", prediction: str = "fisher",
@@ -29,7 +29,8 @@ def ratio_difference_t(frame: pd.DataFrame, metric: str = "tv", prediction: str 
     `prediction`: "fisher" or "count" (the count-based ratio, fixed). Unlike a percentile
     bootstrap it keeps its level at 4 seeds (`ratio_test_coverage` measures it). A test rejects
     the prediction when the interval excludes zero; an interval containing zero is a failure to
-    reject, not a confirmation, and `mde` says how large a difference it could have detected."""
+    reject, not a confirmation, and `mde` says how large a difference it could have detected.
+    `p_holm` and `rejects_holm` adjust over the settings of `frame` (Holm)."""
     rows = []
     for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
         multi = group[f"{metric}_multi"].to_numpy(float)
@@ -51,7 +52,10 @@ def ratio_difference_t(frame: pd.DataFrame, metric: str = "tv", prediction: str 
                      if sd > 0 else (1.0 if point == 0 else 0.0),
                      "mde": minimum_detectable_effect(sd, S),
                      "rejects": bool(point - half > 0 or point + half < 0)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm(table.p.to_numpy(float))
+    table["rejects_holm"] = table.p_holm <= 1 - level
+    return table
 
 
 def _ratio_difference_influence(multi: np.ndarray, single: np.ndarray, pm: np.ndarray,

@@ -494,7 +494,8 @@ def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> 
         for key, value in values.items():
             out[f"default_{metric}_{key}"] = value
     for (metric, prediction), tests in report["tests"].items():
-        out[f"rejects_{metric}_{prediction}"] = int(tests.rejects.sum())
+        out[f"rejects_{metric}_{prediction}"] = int(tests.rejects_holm.sum())
+        out[f"rejects_raw_{metric}_{prediction}"] = int(tests.rejects.sum())
     if report["budget"] is not None:
         budget = report["budget"]
         fixed = budget[~budget.starts.isin(["rule", "maximum likelihood"])]
