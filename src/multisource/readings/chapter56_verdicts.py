@@ -14,6 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from multisource.readings import inference as inf
+from multisource.readings.ratio_tests import seed_ratio_changes
 from multisource.readings.stored import current_table
 
 EXPERIMENTS = {5: "autoregressive_neural", 6: "energy_mlp"}
@@ -60,11 +61,4 @@ def last_doubling(frame: pd.DataFrame, low: int = 40, high: int = 80, metric: st
                   ) -> inf.Estimate:
     """The paired per-seed change of the ratio of mean risks from `low` to `high` random
     starts, over the seeds that carry both budgets."""
-    cols = [f"{metric}_R{b}_{e}" for b in (low, high) for e in ("multi", "single")]
-    both = frame.dropna(subset=cols)
-    residual = {}
-    for b in (low, high):
-        m, s = both[f"{metric}_R{b}_multi"], both[f"{metric}_R{b}_single"]
-        ratio = m.mean() / s.mean()
-        residual[b] = (m - ratio * s) / s.mean() + ratio
-    return inf.t_estimate(residual[high] - residual[low])
+    return inf.t_estimate(seed_ratio_changes(frame, f"R{low}", f"R{high}", metric))

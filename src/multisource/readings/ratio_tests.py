@@ -94,12 +94,11 @@ def ratio_test_coverage(seeds: tuple[int, ...] = (4, 8, 20), replications: int =
     return pd.DataFrame(rows)
 
 
-def paired_ratio_change(frame: pd.DataFrame, low: str, high: str, metric: str = "tv",
-                        level: float = 0.95) -> dict[str, float]:
-    """The change of the ratio of mean risks from the fits in columns `<metric>_<low>_*` to
-    those in `<metric>_<high>_*` (two restart budgets, say), paired within seed: each seed's
-    linearised ratio under both, differenced, with a Student-t interval over the seeds that
-    carry both."""
+def seed_ratio_changes(frame: pd.DataFrame, low: str, high: str, metric: str = "tv"
+                       ) -> np.ndarray:
+    """Per seed, the change of its linearised ratio of mean risks from the fits in columns
+    `<metric>_<low>_*` to those in `<metric>_<high>_*` (two restart budgets, say), over the
+    seeds that carry both."""
     columns = [f"{metric}_{b}_{e}" for b in (low, high) for e in ("multi", "single")]
     both = frame.dropna(subset=columns)
     linearised = {}
@@ -107,7 +106,13 @@ def paired_ratio_change(frame: pd.DataFrame, low: str, high: str, metric: str = 
         multi, single = both[f"{metric}_{b}_multi"], both[f"{metric}_{b}_single"]
         ratio = multi.mean() / single.mean()
         linearised[b] = ((multi - ratio * single) / single.mean() + ratio).to_numpy(float)
-    change = linearised[high] - linearised[low]
+    return linearised[high] - linearised[low]
+
+
+def paired_ratio_change(frame: pd.DataFrame, low: str, high: str, metric: str = "tv",
+                        level: float = 0.95) -> dict[str, float]:
+    """`seed_ratio_changes` with a Student-t interval over the seeds and its MDE."""
+    change = seed_ratio_changes(frame, low, high, metric)
     seeds = change.size
     sd = float(change.std(ddof=1))
     half = float(student_t.ppf(0.5 + level / 2, seeds - 1)) * sd / np.sqrt(seeds)
