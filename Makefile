@@ -22,10 +22,16 @@ reproduce: venv data mathjax execute status book
 
 test: venv data mathjax browser unit notebooks book-check browser-check
 
+# An extra package index for pip, empty by default. The GitHub workflow sets it to PyTorch's CPU
+# wheels (https://download.pytorch.org/whl/cpu), where `torch==2.13.0` then resolves to the CPU
+# build (2.13.0+cpu) instead of PyPI's Linux build with several GB of CUDA libraries.
+PIP_EXTRA_INDEX ?=
+PIP_INDEX_ARGS := $(if $(strip $(PIP_EXTRA_INDEX)),--extra-index-url $(strip $(PIP_EXTRA_INDEX)))
+
 $(STAMP): requirements.txt requirements-lock.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt -c requirements-lock.txt
+	$(BIN)/python -m pip install -q $(PIP_INDEX_ARGS) -r requirements.txt -c requirements-lock.txt
 	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@

@@ -31,9 +31,13 @@ def test_advise_prints_a_recommendation_with_uncertainty(
     path = write_samples(tmp_path / "samples.csv")
     assert main(["advise", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "recommendation: separate models" in out
+    assert ("recommendation: separate models" in out
+            or "recommendation: per-source means shrunk" in out)
     assert "3 sources (alpha: 60, beta: 60, gamma: 60)" in out
-    assert "better than pooled by" in out and "confidence: clear" in out
+    better = next(line for line in out.splitlines() if "better than pooled by" in line)
+    assert better.endswith("(clear)")
+    # the shifted sources lose from pooling, each on its own held-out samples
+    assert "-> separate" in out.split("per source:")[1]
 
 
 def test_advise_json_with_specific_columns(tmp_path: Path,
@@ -46,7 +50,7 @@ def test_advise_json_with_specific_columns(tmp_path: Path,
                                                                            "gamma"]
     # x1 (where the sources differ) is specific and x2 is identical: pooling x2 helps
     assert payload["pooled_or_separate"] == "pooled"
-    assert set(payload["scores"]) == {"pooled", "separate", "partial"}
+    assert set(payload["scores"]) == {"pooled", "separate", "partial", "shrunk"}
 
 
 def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:

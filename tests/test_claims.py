@@ -12,6 +12,7 @@ from multisource.readings import chapter7_verdicts as c7
 from multisource.readings import claims as registry
 from multisource.readings.claims import CLAIMS, TESTS, claim
 from multisource.readings.inference import OUTCOMES, verdict_frame
+from multisource.readings.stored import current_table
 
 
 def test_registry_is_consistent() -> None:
@@ -22,7 +23,7 @@ def test_registry_is_consistent() -> None:
     for test in TESTS:
         assert claim(test.claim).id == test.claim
         assert {m for m, _ in test.directions} == set(test.metrics)
-        assert test.family and test.construction and test.chapter in (4, 5, 6, 7, 8)
+        assert test.family and test.construction and test.chapter in (2, 4, 5, 6, 7, 8)
     assert {t.claim for t in registry.tests_for(7)} == {"beats", "grows_with_K",
                                                          "grows_with_similarity"}
     with pytest.raises(KeyError):
@@ -38,10 +39,10 @@ def test_setting_intervals_agree_with_the_chapter_reading(frame: pd.DataFrame) -
     from multisource.experiments.edm2_converged import BOOK
     from multisource.readings import edm2_converged_reading as reading
 
-    base = pd.read_csv(c7.results_path("edm2_converged", "book"))
+    base = current_table("edm2_converged")
     merged = base
     for name in ("edm2_extension", "edm2_extension_grid"):
-        merged, _ = reading.with_extension(merged, pd.read_csv(c7.results_path(name, "book")))
+        merged, _ = reading.with_extension(merged, current_table(name))
     theirs = reading.verdicts(merged, BOOK)
     theirs["group"] = theirs["setting"].map(lambda s: f"K{s}" if s.isdigit() else s)
     ours = c7.setting_intervals(frame)
@@ -112,3 +113,48 @@ def test_chapter56_prediction_tests_follow_the_stored_fits() -> None:
     assert c56.prediction_tests(worse).rejects_holm.sum() > tests.rejects_holm.sum()
     doubling = c56.last_doubling(c56.load(5))
     assert doubling.seeds >= 2 and doubling.low < doubling.estimate < doubling.high
+
+
+def test_compute_table_and_passes_per_image(frame: pd.DataFrame) -> None:
+    """The compute table's passes per image are the ratio of mean steps; arm (d) gives the
+    multi-source model about its singles' total steps; the readings are the Holm readings."""
+    table = c7.compute_table(frame).set_index("group")
+    passes = c7.passes_per_image(frame).set_index("group")
+    assert np.allclose(table["passes per image"], passes["passes per image"])
+    ratio = table["arm d: multi steps"] / table["arm d: single steps (sum)"]
+    assert ratio.between(0.9, 1.5).all()
+    assert set(table["plateau: reading"]) <= {"multi better", "single better", "not detected"}
+    k = table[table["K"].index.str.match(r"K\d+$")]
+    assert k["passes per image"].is_monotonic_increasing
+
+
+def test_accuracy_by_class_pairs_each_class_with_its_own_single_model(frame: pd.DataFrame
+                                                                      ) -> None:
+    table = c7.accuracy_by_class(frame)
+    floor = c7.accuracy_floor(frame).set_index("group")
+    anchors = table[table["anchor"]].set_index("group")
+    assert np.allclose(anchors["multi"], floor.loc[anchors.index, "multi"])
+    assert (anchors["seeds lower"] == floor.loc[anchors.index, "seeds lower"]).all()
+    assert ((table["low"] <= table["diff"]) & (table["diff"] <= table["high"])).all()
+    assert sum(len(g) for g in c7.groups(frame).values()) == len(table)
+
+
+def test_bound_floor_and_verdict_text() -> None:
+    # d/2 log(2 pi e sigma^2) per dimension in bits, minus the 1 bit of the [-1, 1] -> [0, 1]
+    # map: about -7.92 bits/dim at sigma_min = 0.002
+    assert c7.bound_floor_bits(0.002) == pytest.approx(-7.9187, abs=1e-4)
+    assert c7.bound_floor_bits(0.004) == pytest.approx(c7.bound_floor_bits(0.002) + 1.0)
+    row = pd.Series({"estimate": 0.03, "low": -0.14, "high": 0.19, "p": 0.72, "p_holm": 0.89,
+                     "mde": 0.23, "outcome": "not detected"})
+    assert c7.verdict_text(row) == "not detected (MDE 0.23; Holm p 0.89): +0.03 [-0.14, +0.19]"
+    row = row.copy()
+    row[["estimate", "low", "high", "outcome"]] = [-0.43, -0.49, -0.37, "supported"]
+    assert c7.verdict_text(row) == "supported: -0.43 [-0.49, -0.37]"
+
+
+def test_zero_pixel_table_counts_exact_zeros(frame: pd.DataFrame) -> None:
+    classes = sorted(int(c) for c in frame.loc[frame["kind"] == "single", "class"].unique())
+    images = {c: np.where(np.arange(64).reshape(1, 8, 8) < 16, 0.0, 0.5) for c in classes}
+    table = c7.zero_pixel_table(frame, images)
+    assert np.allclose(table["zero pixels"], 0.25)
+    assert table["bound single"].notna().all() and (table["bound single"] < 0).all()

@@ -205,7 +205,7 @@ def test_status_reports_every_chapter_and_marks_a_damaged_one(scratch, monkeypat
     out, err = capsys.readouterr()
     assert code == 1
     assert "01_formulation: Synthetic" in out and "02_theorem_3_2: Fine" in out
-    assert "DAMAGED: notebook 01_formulation.ipynb is unreadable" in out
+    assert "DAMAGED: notebook notebooks/01_formulation.ipynb is damaged (not JSON" in out
     assert "not executed" in out   # the other chapter is still reported
     assert err.count("\n") == 1 and "damaged chapter notebook: 01_formulation" in err
     assert "Traceback" not in out + err
@@ -254,3 +254,98 @@ def test_gaussian_exact_never_prints_a_number_of_unknown_accuracy(monkeypatch, c
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
     assert "did not converge at K=5, D=50000" in err and "IntegrationWarning" not in err
+
+
+def test_out_must_be_a_regular_file_or_a_new_path(scratch, monkeypatch, capsys) -> None:
+    """A link to /dev/full used to be read until the process ran out of memory."""
+    for name, target in (("full.ipynb", "/dev/full"), ("null.ipynb", "/dev/null")):
+        (scratch / name).symlink_to(target)
+    monkeypatch.chdir(scratch)
+    for name in ("full.ipynb", "null.ipynb"):
+        assert cli.main(["execute", "01", "--profile", "smoke", "--out", name]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert (f"--out must be a regular file or a new path, but {name} is a link to a "
+                f"character device") in err
+
+
+def _planted_notebook(chapter: Chapter, kind: str) -> None:
+    """A committed notebook damaged in one of the ways `notebook_damage` names."""
+    import json
+
+    cells = [{"cell_type": "markdown", "id": "a-001", "metadata": {}, "source": "# T"},
+             {"cell_type": "code", "id": "a-002", "metadata": {}, "source": "1",
+              "execution_count": 1, "outputs": []}]
+    notebook = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    if kind == "no ids or outputs":
+        for cell in cells:
+            cell.pop("id")
+            cell.pop("outputs", None)
+    elif kind == "no outputs":
+        cells[1].pop("outputs")
+    elif kind == "empty":
+        notebook["cells"] = []
+    chapter.notebook.write_text(json.dumps(notebook))
+
+
+DAMAGE = {"no ids or outputs": "schema-invalid: cell 1 has no id",
+          "no outputs": "schema-invalid: cell 2: 'outputs' is a required property",
+          "empty": "empty: no cells"}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def test_status_book_and_execute_agree_on_a_damaged_notebook(kind, scratch, monkeypatch,
+                                                             capsys) -> None:
+    """One judgement, one line each: `status` exits 1 and keeps its table's row, `book` refuses
+    to build (an empty chapter would be a blank page renumbering the others), and `execute`
+    says it replaces the damaged notebook."""
+    chapter = registry.CHAPTERS[0]
+    _planted_notebook(chapter, kind)
+    words = f"notebooks/01_formulation.ipynb is damaged ({DAMAGE[kind]})"
+
+    assert cli.main(["status"]) == 1
+    out, err = capsys.readouterr()
+    assert f"DAMAGED: notebook {words}; restore it with `git checkout" in out
+    assert err.count("\n") == 1 and "damaged chapter notebook: 01_formulation" in err
+
+    assert cli.main(["book"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+
+    monkeypatch.setattr(execution, "execute_chapter",
+                        lambda plan, **kwargs: execution.Execution(plan, 0.0, True))
+    assert cli.main(["execute", "01"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(f"(replacing it: damaged ({DAMAGE[kind]}))")
+
+
+def test_a_tampered_table_is_named_as_such_and_run_is_the_fix(scratch, monkeypatch, capsys
+                                                              ) -> None:
+    """An edited book.csv is not "results that do not match the code": the table does not
+    match its own provenance record, and `multisource run` (not re-executing) is the fix."""
+    import multisource.experiments as experiments
+    from multisource.experiments import Experiment
+
+    monkeypatch.setitem(experiments._REGISTRY, "toy_table", Experiment(
+        name="toy_table", description="toy", chapter="01_formulation",
+        profiles={p: {"n": 1} for p in ("smoke", "book", "paper")},
+        tasks=lambda c: [{"i": 0}], run_task=lambda c, t, d: [{"i": 0, "value": 1.5}]))
+    runner.run_experiment("toy_table", "book", "cpu", progress=False)
+    csv = scratch / "results" / "toy_table" / "book.csv"
+    csv.write_text(csv.read_text().replace("1.5", "2.5"))
+    words = "does not match its provenance record (csv_sha256 differs: edited or damaged?)"
+
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert f"toy_table[book]: INVALID ({words})" in out
+    assert "`multisource run toy_table --profile book` computes it again" in out
+
+    assert cli.main(["show", "toy_table"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "`multisource run toy_table --profile book`" in err
+
+    assert cli.main(["execute", "01"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "01_formulation loads stored results that cannot be used: toy_table[book]" in err
+    assert words in err and "`multisource run toy_table --profile book`" in err

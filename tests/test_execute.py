@@ -172,6 +172,35 @@ def test_normalising_makes_run_specific_details_stable() -> None:
     assert "execution" not in one["cells"][0]["metadata"]
 
 
+def test_glued_floats_are_stored_to_ten_significant_digits() -> None:
+    prefix = "application/papermill.record/"
+
+    def glued(value: str) -> dict:
+        return {"output_type": "display_data",
+                "metadata": {"scrapbook": {"name": "x", "mime_prefix": prefix}},
+                "data": {f"{prefix}text/plain": value}}
+
+    def stored(*values: str) -> list[str]:
+        cells = [{"cell_type": "code", "metadata": {}, "source": "glue('x', x)",
+                  "outputs": [glued(v) for v in values]}]
+        notebook = normalise_executed({"metadata": {}, "cells": cells}, "06_x")
+        return [o["data"][f"{prefix}text/plain"] for o in notebook["cells"][0]["outputs"]]
+
+    # last-bit noise of two BLAS kernels: the same stored bytes
+    assert stored("0.08456354433118317", "0.08456354433118321") == ["0.08456354433"] * 2
+    assert stored("-4.6499962505877734e-12") == ["-4.649996251e-12"]
+    # a change in the 10th digit is kept; ints, bools and strings are not touched
+    assert stored("0.0845635443", "0.0845635444") == ["0.0845635443", "0.0845635444"]
+    assert stored("3", "True", "'0.123456789123'", "nan") == [
+        "3", "True", "'0.123456789123'", "nan"]
+    # an ordinary output's text is not a glued value
+    cells = [{"cell_type": "code", "metadata": {}, "source": "x",
+              "outputs": [{"output_type": "execute_result",
+                           "data": {"text/plain": "0.08456354433118317"}}]}]
+    notebook = normalise_executed({"metadata": {}, "cells": cells}, "06_x")
+    assert notebook["cells"][0]["outputs"][0]["data"]["text/plain"] == "0.08456354433118317"
+
+
 def test_only_values_that_change_the_run_are_injected(tmp_path) -> None:
     import torch
 

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from multisource import experiments
 from multisource.common.validation import InputError
 from multisource.experiments.restamp import (
     _current_scheme_hash,
@@ -57,6 +58,7 @@ def toy(tmp_path, monkeypatch):
 
     yield write
     sys.modules.pop("restamp_toy_module", None)
+    experiments._REGISTRY.pop("restamp_toy", None)   # its module is gone with the test
 
 
 def test_a_rename_that_leaves_the_rows_alone_is_restamped(toy, tmp_path) -> None:
@@ -111,3 +113,14 @@ def test_static_proof_hashes_see_code_but_not_module_paths() -> None:
     assert _current_scheme_hash(old) == _current_scheme_hash(moved)
     assert _current_scheme_hash(old) != _current_scheme_hash(edited)
     assert legacy_modules_hash(old) != legacy_modules_hash(moved)
+
+
+def test_status_states_what_a_restamp_verified() -> None:
+    from multisource.book.status import restamp_text
+
+    text = restamp_text({"from_code_hash": "abc", "at_commit": "0123456789ab",
+                         "static_commit": "fedcba987654", "tasks": ["a", "b"],
+                         "rerun_identical": False, "rerun_max_relative_difference": 4.5e-10})
+    assert text == ("restamped from code abc at commit 0123456789 (code identical to commit "
+                    "fedcba9876 up to docstrings and module paths; 2 tasks rerun, largest "
+                    "relative difference 4.5e-10)")

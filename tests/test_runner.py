@@ -146,10 +146,10 @@ def test_damaged_checkpoint_lines_rerun_their_task_and_the_table_is_right(
 
 
 def test_wall_time_sums_the_segments(tmp_path, monkeypatch) -> None:
-    import multisource.experiments.runner as runner
+    import multisource.experiments.workers as workers
 
     clock = iter(range(0, 1000, 5))   # every task takes 5 "seconds"
-    monkeypatch.setattr(runner.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(workers.time, "perf_counter", lambda: float(next(clock)))
     _interrupted_after_two(tmp_path)
     _register()
     stored = run_experiment("toy", "book", "cpu", progress=False, results_dir=tmp_path)
@@ -160,9 +160,10 @@ def test_a_task_that_resumed_itself_counts_its_reported_total(tmp_path, monkeypa
     """A task resumed from its own checkpoint reports the seconds of its earlier segments; the
     runner, which timed only the last one, must count the total (and never less than it timed)."""
     import multisource.experiments.runner as runner
+    import multisource.experiments.workers as workers
 
     clock = iter(range(0, 1000, 5))   # the runner times every task at 5 "seconds"
-    monkeypatch.setattr(runner.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(workers.time, "perf_counter", lambda: float(next(clock)))
 
     def reporting(config: ToyConfig, task: dict, device) -> list[dict]:
         total = {0: 100.0, 1: 2.0}.get(task["i"])   # task 1 under-reports: 5 counts

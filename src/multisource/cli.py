@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from multisource.book.execution import ChapterFailed
 from multisource.common.validation import (
     InputError,
     OneLineArgumentParser,
@@ -106,13 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run every task of an experiment at a profile and write\n"
                     "data/results/<experiment>/<profile>.csv with its .json provenance\n"
-                    "atomically. An interrupted run resumes from its checkpoint.")
+                    "atomically. An interrupted run resumes from its checkpoint; a run\n"
+                    "on current stored results does nothing unless --force is given;\n"
+                    "a second run of the same experiment and profile is refused.")
     run.add_argument("-h", "--help", action=_ExperimentListHelp, help="show this help and the "
                      "experiments, then exit")
     run.add_argument("experiment", help="an experiment name (listed below)")
     run.add_argument("--profile", default="book", help=f"one of {', '.join(PROFILES)}")
     run.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
     run.add_argument("--no-resume", action="store_true", help="ignore a partial checkpoint")
+    run.add_argument("--force", action="store_true",
+                     help="compute the results again even when the stored ones are current")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=int, default=1,
                      help="tasks run at once in separate processes, 1 to 64 (default 1); "
@@ -189,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _advise_parser() -> argparse.ArgumentParser:
+    """Only `advise` (it needs neither torch nor the experiments that build_parser imports)."""
+    from multisource.pooling.cli import add_parser as add_advise_parser
+
+    parser = OneLineArgumentParser(prog="multisource", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=OneLineArgumentParser)
+    add_advise_parser(commands)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status.
 
@@ -199,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    args = build_parser().parse_args(argv)
+    args = (_advise_parser() if argv[:1] == ["advise"] else build_parser()).parse_args(argv)
     try:
         return _dispatch(args)
     except BrokenPipeError:
@@ -220,11 +234,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write("multisource: error: out of memory; choose smaller sizes\n")
         return EXIT_USAGE
-    except ChapterFailed as error:
+    except _chapter_failed() as error:   # evaluated only when an exception gets here
         if debug:
             raise
         sys.stderr.write(f"multisource: error: {_one_line(error)}\n")
         return EXIT_USAGE if error.user_input else EXIT_FAILED
+
+
+def _chapter_failed() -> type[Exception]:
+    """`book.execution.ChapterFailed`, imported when needed (`advise` starts without it)."""
+    from multisource.book.execution import ChapterFailed
+
+    return ChapterFailed
 
 
 def _one_line(error: BaseException) -> str:
@@ -366,31 +387,80 @@ def _check_replicate_budget(setting: Any, n_seeds: int) -> bool:
     return False
 
 
-def _run(args: argparse.Namespace) -> int:
-    from multisource.common.paths import REPO_ROOT
-    from multisource.experiments.runner import run_experiment
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
 
+
+def _run(args: argparse.Namespace) -> int:
+    """`multisource run`: nothing to do on current results (unless --force); one line and
+    exit status 130 (SIGINT) or 143 (SIGTERM) when stopped, with the checkpoint kept."""
+    from multisource.common.devices import resolve_device
+    from multisource.common.paths import REPO_ROOT
+    from multisource.experiments import get
+    from multisource.experiments.runner import (
+        checkpoint_path,
+        run_experiment,
+        stored_state,
+    )
+    from multisource.experiments.workers import Terminated, WorkerDied
+
+    get(args.experiment).config(args.profile)   # unknown experiment or profile: one line
+    check_int("workers", args.workers, minimum=1, maximum=64)
+    resolve_device(args.device)
+    label = f"{args.experiment}[{args.profile}]"
+    state = stored_state(args.experiment, args.profile)
+    if state.state == "current" and not args.force:
+        print(f"{label}: the stored results are current ({_recorded_run(state.record)}); "
+              f"nothing to do (`--force` computes them again)")
+        return 0
+    if state.state != "missing":
+        why = {"current": "computing current results again (--force)",
+               "stale-config": "the stored results have another config; computing them again",
+               "stale-code": "the code that computes the stored results has changed; "
+                             "computing them again",
+               "invalid": f"the stored results are unusable ({state.reason}); computing them "
+                          f"again"}[state.state]
+        recorded = f"; {_recorded_run(state.record)}" if state.record else ""
+        print(f"{label}: {why}{recorded}", flush=True)
     try:
         stored = run_experiment(args.experiment, args.profile, args.device,
                                 progress=not args.quiet, resume=not args.no_resume,
                                 workers=args.workers)
-    except KeyboardInterrupt:
-        from multisource.common.paths import results_path
-
-        checkpoint = results_path(args.experiment, args.profile, ".partial.jsonl")
-        kept = (f"finished tasks are kept in {checkpoint.relative_to(REPO_ROOT)}; the same "
+    except (KeyboardInterrupt, WorkerDied) as stop:
+        checkpoint = checkpoint_path(args.experiment, args.profile)
+        kept = (f"finished tasks are kept in {_relative(checkpoint, REPO_ROOT)}; the same "
                 f"command resumes" if checkpoint.is_file() else "no task had finished")
-        sys.stderr.write(f"multisource: interrupted; {kept}\n")
-        return 130
-    print(f"wrote {stored.csv_path.relative_to(REPO_ROOT)} "
+        if isinstance(stop, WorkerDied):
+            sys.stderr.write(f"multisource: error: {stop}; {kept}\n")
+            return EXIT_FAILED
+        what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        sys.stderr.write(f"multisource: {what}; every worker stopped; {kept}\n")
+        return EXIT_SIGTERM if isinstance(stop, Terminated) else EXIT_SIGINT
+    print(f"wrote {_relative(stored.csv_path, REPO_ROOT)} "
           f"({len(stored.frame)} rows, {stored.provenance['wall_time_s']} s, "
           f"config {stored.provenance['config_hash']})")
     return 0
 
 
+def _recorded_run(record: dict[str, Any] | None) -> str:
+    """The stored run in words: its compute time, tasks, device and commit."""
+    record = record or {}
+    seconds = record.get("wall_time_s")
+    took = (f"the recorded run took {human_seconds(float(seconds))} of compute"
+            if isinstance(seconds, int | float) and not isinstance(seconds, bool)
+            else "the recorded run time is unknown")
+    return (f"{took} for {record.get('n_tasks', '?')} tasks on {record.get('device')}, "
+            f"commit {str(record.get('git_commit'))[:10]}")
+
+
 def _execute(args: argparse.Namespace) -> int:
     from multisource.book.execution import execute_chapter, plan_execution
-    from multisource.book.registry import available_chapters, find_chapter, parse_parameter_value
+    from multisource.book.registry import (
+        available_chapters,
+        find_chapter,
+        notebook_damage,
+        parse_parameter_value,
+    )
     from multisource.common.paths import REPO_ROOT
 
     named = [find_chapter(c) for c in args.chapters] or available_chapters()
@@ -406,10 +476,13 @@ def _execute(args: argparse.Namespace) -> int:
     for number, plan in enumerate(plans, start=1):
         label = f"[{number}/{len(plans)}] {plan.chapter.stem}"
         where = _relative(plan.output, REPO_ROOT)
+        # the judgement `status` and `book` make: executing replaces a damaged notebook
+        damage = notebook_damage(plan.output) if plan.output.is_file() else None
         print(f"{label}: profile={plan.profile}, device={plan.device_name}"
               + "".join(f", {k}={v!r}" for k, v in plan.parameters.items())
               + (f", recomputing {', '.join(plan.recomputed)}" if plan.recomputed else "")
-              + f" -> {where}", flush=True)
+              + f" -> {where}"
+              + (f" (replacing it: damaged ({damage}))" if damage else ""), flush=True)
         done = execute_chapter(plan, log_output=args.log_output,
                                progress=False if args.quiet or args.log_output else label)
         outcome = "wrote" if done.written else "unchanged (same cells and outputs):"
@@ -483,16 +556,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def check_notebooks_readable(chapters: Sequence[Any]) -> None:
-    """One line naming the first committed notebook that is not a readable notebook."""
-    import nbformat
+    """One line naming the first committed notebook that is damaged (the judgement `status`
+    and `execute` make too: `multisource.book.registry.notebook_damage`); an empty chapter is
+    damaged, so it never builds."""
+    from multisource.book.registry import damaged_message
 
     for chapter in chapters:
-        try:
-            nbformat.validate(nbformat.reads(chapter.notebook.read_text(), as_version=4))
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError,
-                nbformat.ValidationError) as error:
-            why = type(error).__name__
-            raise InputError(f"notebook {_relative(chapter.notebook, chapter.directory.parent)} "
-                             f"is damaged ({why}); restore it with `git checkout -- "
-                             f"notebooks/{chapter.notebook.name}` or re-execute it with "
-                             f"`multisource execute {chapter.stem}`") from None
+        damaged = damaged_message(chapter)
+        if damaged is not None:
+            raise InputError(damaged)

@@ -161,8 +161,13 @@ def _tracked_by_git(path: Path) -> bool:
 def check_out_path(chapter: Chapter, value: str | Path) -> Path:
     """`--out`: a writable .ipynb path outside the committed folders (notebooks/, data/,
     book/), under `_build/` when it is inside the repository, and not a file tracked by git
-    (in any repository); derived notebooks belong under _build/."""
+    (in any repository); derived notebooks belong under _build/. An existing path must be a
+    regular file (a device such as /dev/full, or a pipe, is refused before any work)."""
     target = check_output_path("--out", value, kind="file")
+    if target.exists() and not target.is_file():
+        raise InputError(f"--out must be a regular file or a new path, but {value} is "
+                         f"{_file_kind(target)}; write under _build/, e.g. --out "
+                         f"_build/{chapter.stem}.ipynb")
     if target.suffix != ".ipynb":
         raise InputError(f"--out must name an .ipynb file, got {value}")
     resolved = target.resolve()
@@ -182,6 +187,19 @@ def check_out_path(chapter: Chapter, value: str | Path) -> Path:
         raise InputError(f"--out must not be a file tracked by git ({value}); write under "
                          f"_build/, e.g. --out _build/{chapter.stem}.ipynb")
     return target
+
+
+def _file_kind(path: Path) -> str:
+    """What a path that is not a regular file is, in words (`a character device`, ...)."""
+    import stat
+
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+    kind = next((words for test, words in kinds if test(mode)), "not a regular file")
+    if path.is_symlink():
+        return f"a link to {kind} ({path.resolve()})"
+    return kind
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -230,7 +248,9 @@ def _stale_message(chapter: Chapter, profile: str, stale: list[tuple[str, Any]])
         parts.append(f"{name}[{profile}] ({why}{took})")
     commands = " and ".join(f"`multisource run {name} --profile {profile}`"
                             for name, _ in stale)
-    return (f"{chapter.stem} loads stored results that do not match the code: "
+    what = ("cannot be used" if any(state.state == "invalid" for _, state in stale)
+            else "do not match the code")
+    return (f"{chapter.stem} loads stored results that {what}: "
             f"{', '.join(parts)}; regenerate them with {commands} (then commit the table), "
             f"or add --recompute-stale to recompute them into _build/ for this execution only")
 

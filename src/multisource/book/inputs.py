@@ -7,7 +7,12 @@ import ast
 import json
 from typing import Any
 
-from multisource.book.registry import COMMITTED_PROFILE, Chapter, _code_cells
+from multisource.book.registry import (
+    COMMITTED_PROFILE,
+    Chapter,
+    _code_cells,
+    damaged_message,
+)
 from multisource.common.provenance import is_infrastructure, modules_hash, sha256_bytes
 from multisource.common.validation import InputError
 
@@ -113,13 +118,18 @@ NOTEBOOK_STATES = ("current", "stale-source", "stale-code", "stale-results", "un
 
 
 def notebook_record(chapter: Chapter) -> dict[str, Any] | None:
-    """The `multisource` metadata stored by the last execution, or None if never executed."""
-    if not chapter.notebook.exists():
+    """The `multisource` metadata stored by the last execution, or None if never executed;
+    InputError (one line, `damaged_message`) when the committed notebook is damaged."""
+    if not chapter.notebook.exists() and not chapter.notebook.is_symlink():
         return None
+    damaged = damaged_message(chapter)
+    if damaged is not None:
+        raise InputError(damaged)
     try:
         metadata = json.loads(chapter.notebook.read_text())["metadata"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-        raise InputError(f"notebook {chapter.notebook.name} is unreadable") from None
+        raise InputError(f"notebook notebooks/{chapter.notebook.name} is damaged (no "
+                         f"metadata)") from None
     record = metadata.get("multisource") if isinstance(metadata, dict) else None
     return record if isinstance(record, dict) else None
 

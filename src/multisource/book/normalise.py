@@ -44,8 +44,37 @@ def _stable_html(text: str, prefix: str) -> str:
     return _STYLER_ID.sub(rename, text)
 
 
+GLUE_DIGITS = 10
+"""Significant digits kept of a glued float: a chapter's prose shows far fewer (its own format,
+`{glue:text}` with `:.3f`), and last-bit noise of BLAS kernels, thread counts and CPUs (about
+1e-16 relative) never rewrites a committed notebook."""
+
+# A float as Python writes it (`repr`): digits with a point or an exponent, or nan / inf.
+_FLOAT_REPR = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+(?=[eE]))(?:[eE][-+]?\d+)?")
+
+
+def rounded_glue_text(text: str, digits: int = GLUE_DIGITS) -> str:
+    """The stored text of a glued value: a float repr rounded to `digits` significant digits
+    (`0.08456354433118317` -> `0.08456354433`); anything else (ints, strings, bools) as is."""
+    if not _FLOAT_REPR.fullmatch(text.strip()):
+        return text
+    return repr(float(f"{float(text):.{digits}g}"))
+
+
+def _round_glued_floats(output: dict[str, Any]) -> None:
+    """Round the plain-text record of a `myst_nb.glue` output (papermill's scrapbook)."""
+    scrapbook = output.get("metadata", {}).get("scrapbook")
+    if not isinstance(scrapbook, dict):
+        return
+    key = f"{scrapbook.get('mime_prefix', '')}text/plain"
+    value = output.get("data", {}).get(key)
+    if isinstance(value, str):
+        output["data"][key] = rounded_glue_text(value)
+
+
 def _stable_outputs(cell: dict[str, Any], prefix: str) -> None:
     for output in cell.get("outputs", []):
+        _round_glued_floats(output)
         for mime, value in output.get("data", {}).items():
             if not isinstance(value, str | list) or not mime.startswith("text/"):
                 continue
@@ -134,7 +163,8 @@ def reader_tag(cell: dict[str, Any]) -> str | None:
 
 def normalise_executed(notebook: dict[str, Any], stem: str) -> dict[str, Any]:
     """Same inputs, same bytes: timing dropped, cell ids `<stem>-<index>`, memory addresses
-    and pandas Styler ids in outputs made stable; the injected-parameters cell tagged
+    and pandas Styler ids in outputs made stable, glued floats rounded to `GLUE_DIGITS`
+    significant digits; the injected-parameters cell tagged
     `remove-cell`, and cells that only check tagged by `reader_tag` (the book does not show
     them; nbval still runs them)."""
     strip_execution_timing(notebook)

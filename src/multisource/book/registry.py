@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import ast
+import copy
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,8 @@ class Chapter:
 
 
 CHAPTERS: tuple[Chapter, ...] = (
+    Chapter("00_scorecard", "What the book found",
+            "each claim of the paper against every chapter's evidence, one verdict a row"),
     Chapter("01_formulation", "Formulation",
             "the setting, both MLEs and a 2-D example with exact TV"),
     Chapter("02_theorem_3_2", "Theorem 3.2", "risk against n, fitted rates, risk over the bound"),
@@ -74,6 +79,58 @@ def find_chapter(name: str) -> Chapter:
             return chapter
     raise InputError(f"chapter must be one of {', '.join(c.stem for c in CHAPTERS)}; got {name!r}")
 
+
+def notebook_damage(path: Path) -> str | None:
+    """Why the executed notebook at `path` cannot be shown, in a few words, or None when it is
+    a sound notebook. The one judgement `status`, `book` and `execute` share: unreadable, not
+    JSON, not a notebook, empty (no cells: its page would be blank and the chapters after it
+    renumbered), a cell without an id, or invalid against the notebook schema (a code cell
+    without outputs, ...)."""
+    import nbformat
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return "unreadable: not UTF-8 text"
+    except OSError as error:
+        return f"unreadable: {error.strerror or type(error).__name__}"
+    try:
+        notebook = json.loads(text)
+    except json.JSONDecodeError:
+        return "not JSON: cut short or edited"
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        return "not a notebook: no list of cells"
+    if not notebook["cells"]:
+        return "empty: no cells"
+    for number, cell in enumerate(notebook["cells"], start=1):
+        if not isinstance(cell, dict) or not isinstance(cell.get("id"), str):
+            return f"schema-invalid: cell {number} has no id"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nbformat.validate(copy.deepcopy(notebook))   # validate may repair what it reads
+    except nbformat.ValidationError as error:
+        where = list(getattr(error, "relative_path", None) or [])
+        cell = (f"cell {where[1] + 1}: " if len(where) >= 2 and where[0] == "cells"
+                and isinstance(where[1], int) else "")
+        message = " ".join(str(getattr(error, "message", "") or error).split())
+        return f"schema-invalid: {cell}{message[:120]}"
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        return f"schema-invalid: {type(error).__name__}"
+    return None
+
+
+def damaged_message(chapter: Chapter) -> str | None:
+    """One line for a damaged committed notebook (what is wrong and the commands that fix it),
+    or None when it is missing or sound."""
+    if not chapter.notebook.exists() and not chapter.notebook.is_symlink():
+        return None
+    reason = notebook_damage(chapter.notebook)
+    if reason is None:
+        return None
+    return (f"notebook notebooks/{chapter.notebook.name} is damaged ({reason}); restore it "
+            f"with `git checkout -- notebooks/{chapter.notebook.name}` or re-execute it with "
+            f"`multisource execute {chapter.stem}`")
 
 
 def read_source(source: Path) -> Any:

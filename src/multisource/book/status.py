@@ -45,14 +45,31 @@ def _stored_results_summary(chapter_stem: str) -> list[str]:
                                  f"`multisource run {name} --profile {profile}` resumes it)")
                 continue
             if state.state == "invalid":
-                parts.append(f"{name}[{profile}]: INVALID ({state.reason})")
+                parts.append(f"{name}[{profile}]: INVALID ({state.reason}); `git checkout -- "
+                             f"{_results_file(name, profile)}` restores the committed table, "
+                             f"`multisource run {name} --profile {profile}` computes it again")
                 continue
             record = state.record or {}
             parts.append(f"{name}[{profile}]: {STATE_WORDS[state.state]}; "
                          f"{record.get('device')}, {record.get('wall_time_s')} s, "
                          f"commit {str(record.get('git_commit'))[:10]}, "
-                         f"code {record.get('code_hash')}, config {record.get('config_hash')}")
+                         f"code {record.get('code_hash')}, config {record.get('config_hash')}"
+                         + "".join(f"; {restamp_text(r)}" for r in record.get("restamps", [])))
     return parts or ["none: everything is computed when the notebook runs"]
+
+
+def restamp_text(entry: dict) -> str:
+    """One restamp record in words: what was carried over and on what evidence."""
+    evidence = []
+    if entry.get("static_commit"):
+        evidence.append(f"code identical to commit {str(entry['static_commit'])[:10]} up to "
+                        f"docstrings and module paths")
+    if entry.get("tasks"):
+        rerun = "byte-identical" if entry.get("rerun_identical") else (
+            f"largest relative difference {entry.get('rerun_max_relative_difference', 0):.1e}")
+        evidence.append(f"{len(entry['tasks'])} tasks rerun, {rerun}")
+    return (f"restamped from code {entry.get('from_code_hash')} at commit "
+            f"{str(entry.get('at_commit'))[:10]} ({'; '.join(evidence) or 'no evidence'})")
 
 
 def _execution_summary(chapter: Chapter) -> str:
@@ -66,11 +83,38 @@ def _execution_summary(chapter: Chapter) -> str:
             return "not executed"
         state = notebook_state(chapter)
     except InputError as error:
-        return (f"{DAMAGED}: {error}; restore it with `git checkout -- "
-                f"notebooks/{chapter.notebook.name}` or re-execute with "
-                f"`multisource execute {chapter.stem}`")
+        return f"{DAMAGED}: {error}"
+    words = NOTEBOOK_WORDS[state]
+    profile = str(record.get("profile", "book"))
+    invalid = _invalid_results(chapter, profile)
+    if state == "stale-results" and invalid:
+        # re-executing would stop on the same tables: the fix is the table, not the notebook
+        words = (f"STALE: stored results it loads do not match their provenance record "
+                 f"(edited or damaged?): {', '.join(f'{n}[{profile}]' for n in invalid)}; "
+                 f"restore them with `git checkout` or compute them with "
+                 + " and ".join(f"`multisource run {n} --profile {profile}`" for n in invalid))
     return (f"profile {record.get('profile')}, {record.get('device')}, "
-            f"{record.get('wall_time_s')} s; {NOTEBOOK_WORDS[state]}")
+            f"{record.get('wall_time_s')} s; {words}")
+
+
+def _invalid_results(chapter: Chapter, profile: str) -> list[str]:
+    """The chapter's experiments whose stored table at `profile` does not match its record."""
+    from multisource.book.inputs import chapter_experiments
+
+    return [name for name in chapter_experiments(chapter)
+            if stored_state(name, profile).state == "invalid"]
+
+
+def _results_file(name: str, profile: str) -> str:
+    """The stored table's path as `git checkout` takes it (relative to the repository)."""
+    from multisource.common.paths import REPO_ROOT
+    from multisource.experiments.runner import _csv_path
+
+    path = _csv_path(get(name), profile, None)
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def damaged_chapters(rows: list[dict[str, str | list[str]]]) -> list[str]:

@@ -46,6 +46,7 @@ INFRASTRUCTURE_PACKAGES: tuple[str, ...] = ("multisource.cli", "multisource.book
 INFRASTRUCTURE_MODULES: frozenset[str] = frozenset({
     "multisource", "multisource.__main__", "multisource.experiments",
     "multisource.experiments.runner", "multisource.experiments.restamp",
+    "multisource.experiments.workers",
 })
 
 
@@ -279,11 +280,16 @@ def git_commit() -> str:
 
 
 def environment_record() -> dict[str, str]:
-    """Versions of the interpreter and the numerical stack."""
+    """Versions of the interpreter and the numerical stack, and the thread counts the run used
+    (a reduction split over another number of threads can differ in the last bits, which an
+    iterative fit can amplify: a rerun that is to match the table byte for byte needs them)."""
     import numpy
     import pandas
     import torch
+    from threadpoolctl import threadpool_info
 
+    blas = sorted({f"{pool['internal_api']}:{pool['num_threads']}" for pool in threadpool_info()
+                   if pool["user_api"] == "blas"})
     return {
         "multisource": __version__,
         "python": platform.python_version(),
@@ -292,6 +298,8 @@ def environment_record() -> dict[str, str]:
         "pandas": pandas.__version__,
         "torch": torch.__version__,
         "cuda": str(torch.version.cuda),
+        "torch_threads": str(torch.get_num_threads()),
+        "blas_threads": ",".join(blas) or "none loaded",
     }
 
 

@@ -62,7 +62,7 @@ class Experiment:
 
 _REGISTRY: dict[str, Experiment] = {}
 # Modules of this package that run, check or restamp experiments but register none.
-INFRASTRUCTURE = ("runner", "restamp")
+INFRASTRUCTURE = ("runner", "restamp", "workers")
 
 
 def register(experiment: Experiment) -> Experiment:

@@ -20,8 +20,9 @@ trains EDM2-XS on ImageNet class subsets, paper.md 5b) keeps its data and networ
   `cap_per_class` x K steps. `plateau_reached` is recorded per model;
 * arms read off the same run: (a) `paper` - the authors' preset budget ratios, (b) `equal` -
   `equal_steps` for every model, (d) `exposure` - `equal_steps` x K (the same images per class),
-  (c) `plateau` - the step at which the model's rule fired (no choice among snapshots, so no
-  selection optimism);
+  (c) `plateau` - the evaluated snapshot with the best validation bound, up to the step at
+  which the model's rule fired (or its cap). The choice is made on validation images with
+  validation noise, which no held-out score uses, so it adds no selection optimism to them;
 * scoring, at each arm's step only: per class, the likelihood bound (bits/dim) of every
   held-out test image with noise fixed per image (paired between multi and single models), and
   FCD / KID / class-consistency accuracy of samples drawn with noise seeds that nothing else

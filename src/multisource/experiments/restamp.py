@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import subprocess
 import time
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ def restamp(name: str, profile: str = "book", *, sample: int = DEFAULT_SAMPLE,
         evidence, static_refusal = {}, refusal
     if mean_task_s * min(sample, len(tasks)) <= budget_s:
         evidence.update(_rerun_sample(experiment, profile, csv_path, sample,
-                                      decisive=not evidence))
+                                      decisive=not evidence,
+                                      threads=record.get("environment", {}).get(
+                                          "torch_threads")))
     elif not evidence:
         raise static_refusal
     else:
@@ -142,14 +145,19 @@ def sample_tasks(name: str, profile: str, sample: int) -> list[dict[str, Any]]:
 
 
 def _rerun_sample(experiment: Any, profile: str, csv_path: Path, sample: int, *,
-                  decisive: bool) -> dict[str, Any]:
+                  decisive: bool, threads: str | None = None) -> dict[str, Any]:
     """Rerun the sample and compare each task's CSV lines with the stored table's.
 
     Decisive (no static proof): InputError unless every task's lines stand, byte for byte, in
     the stored table. Otherwise the outcome is recorded: identical, or the largest relative
     difference from the closest stored row (last-bit noise of a reduction, not a code change,
-    since the static proof showed the code unchanged)."""
+    since the static proof showed the code unchanged). The tasks run with the thread counts
+    the stored run recorded, where it recorded them."""
     import torch
+    from threadpoolctl import threadpool_limits
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
 
     config = experiment.config(profile)
     stored_lines = csv_path.read_text().splitlines()[1:]
@@ -157,7 +165,9 @@ def _rerun_sample(experiment: Any, profile: str, csv_path: Path, sample: int, *,
     chosen = sample_tasks(experiment.name, profile, sample)
     identical, largest = True, 0.0
     for task in chosen:
-        rows = experiment.run_task(config, task, torch.device("cpu"))
+        with threadpool_limits(limits=int(threads) if threads is not None else None,
+                               user_api="blas"):
+            rows = experiment.run_task(config, task, torch.device("cpu"))
         lines = _csv_lines(rows, stored)
         if _contains_block(stored_lines, lines):
             continue
@@ -174,6 +184,13 @@ def _rerun_sample(experiment: Any, profile: str, csv_path: Path, sample: int, *,
     return found
 
 
+def _text(value: Any) -> str:
+    """A field as text, with every form of "missing" (None, NaN, empty) alike."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
 def _closest_relative_difference(rows: list[dict[str, Any]], stored: pd.DataFrame) -> float:
     """Largest over `rows` of the smallest, over stored rows with the same text fields, of the
     largest relative difference in a numeric field (inf when no stored row matches)."""
@@ -183,7 +200,7 @@ def _closest_relative_difference(rows: list[dict[str, Any]], stored: pd.DataFram
     for row in rows:
         candidates = stored
         for column in text:
-            candidates = candidates[candidates[column].astype(str) == str(row.get(column))]
+            candidates = candidates[candidates[column].map(_text) == _text(row.get(column))]
         best = float("inf")
         for _, other in candidates.iterrows():
             gaps = [abs(float(row[c]) - float(other[c])) / max(abs(float(other[c])), 1e-300)

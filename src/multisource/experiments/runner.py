@@ -5,16 +5,19 @@ checksum of its own content, so an interrupted run resumes where it stopped and 
 only makes its task run again. The final table and its sidecar are written atomically; the
 sidecar records the table's SHA-256 and the hash of the code that computed it, so a table is
 shown only next to a matching sidecar produced by the current config and code.
+
+A run holds a lock on `<profile>.lock` beside its checkpoint, so a second run of the same
+experiment and profile stops at once instead of computing every task again. SIGINT and
+SIGTERM stop every worker process, keep the checkpoint and raise `KeyboardInterrupt`
+(`Terminated` for SIGTERM); workers ignore SIGINT and exit when their parent dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import multiprocessing
 import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,11 @@ from multisource.common.provenance import (
 )
 from multisource.common.validation import InputError, check_output_path
 from multisource.experiments import Experiment, get
+from multisource.experiments.workers import (
+    _completed_tasks,
+    _run_lock,
+    _sigterm_raises,
+)
 
 # Results a notebook computed itself (`load_or_run`): outside the committed data/results.
 COMPUTED_RESULTS_DIR: Path = BUILD_DIR / "results"
@@ -156,6 +164,16 @@ def _checkpoint_problem(entry: Any, task_keys: set[str]) -> str | None:
     return None
 
 
+def checkpoint_path(name: str, profile: str, *, results_dir: Path | None = None) -> Path:
+    """Where a run of `name` at `profile` keeps its finished tasks until the table is written."""
+    return _csv_path(get(name), profile, results_dir).with_suffix(".partial.jsonl")
+
+
+def lock_path(name: str, profile: str, *, results_dir: Path | None = None) -> Path:
+    """The lock a run of `name` at `profile` holds while it owns the checkpoint."""
+    return _csv_path(get(name), profile, results_dir).with_suffix(".lock")
+
+
 def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
                    progress: bool = True, resume: bool = True,
                    results_dir: Path | None = None, workers: int = 1) -> StoredResults:
@@ -166,6 +184,11 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     the elapsed time); a task that resumed from its own checkpoint counts the total it reports
     (`TASK_SECONDS_FIELD`). The table is the same, byte for byte, whatever `workers` is: rows are
     laid out in task order, not in the order tasks finish.
+
+    Another run of the same experiment and profile in progress is an InputError naming its
+    PID. SIGINT raises KeyboardInterrupt and SIGTERM `Terminated` after every worker process
+    has stopped; the checkpoint keeps the finished tasks (it exists only once a task has
+    finished, so an interrupted run never leaves an empty one).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
         raise InputError(f"workers must be an integer in [1, 64], got {workers!r}")
@@ -181,95 +204,74 @@ def run_experiment(name: str, profile: str = "book", device: str = "auto", *,
     keys = [task_key(t) for t in tasks]
     if len(set(keys)) != len(keys):
         raise RuntimeError(f"experiment {name} lists a task twice")
-    if not resume:
-        checkpoint.unlink(missing_ok=True)
-    done = _read_checkpoint(checkpoint, digest, code_digest, set(keys))
-    segment = 1 + max((d.segment for d in done.values()), default=0)
-
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    pending = [(task, key) for task, key in zip(tasks, keys, strict=True) if key not in done]
-    with checkpoint.open("a") as log, tqdm(total=len(tasks), initial=len(tasks) - len(pending),
-                                           desc=f"{name}[{profile}]", disable=not progress,
-                                           unit="task") as bar:
-        for key, rows, seconds in _completed_tasks(name, config, pending, torch_device, workers):
-            if not _valid_rows(rows):
-                raise RuntimeError(f"experiment {name} returned no rows or non-flat rows for "
-                                   f"task {key}")
-            done[key] = _Done(rows, seconds, segment)
-            log.write(_checkpoint_line({"config_hash": digest, "code_hash": code_digest,
-                                        "task": key, "rows": rows, "segment": segment,
-                                        "seconds": round(seconds, 6)}))
-            log.flush()
-            bar.update(1)
-    rows_by_task = [done[k].rows for k in keys]
-    frame = _frame(rows_by_task)
-    csv_bytes = frame.to_csv(index=False).encode()
-    record = provenance_record(
-        experiment=name, profile=profile, config=config, device=describe_device(torch_device),
-        wall_time_s=sum(done[k].task_seconds for k in keys),
-        extra={"csv_sha256": sha256_bytes(csv_bytes), "n_rows": len(frame),
-               "n_tasks": len(tasks), "segments": segment,
-               "code_hash": code_digest, "code_modules": code_modules(experiment.code_module)},
-    )
-    atomic_write_bytes(csv_path, csv_bytes)
-    atomic_write_text(csv_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    checkpoint.unlink(missing_ok=True)
+    created = not csv_path.parent.exists()
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _sigterm_raises(), _run_lock(csv_path.with_suffix(".lock"), name, profile):
+            if not resume:
+                checkpoint.unlink(missing_ok=True)
+            done = _read_checkpoint(checkpoint, digest, code_digest, set(keys))
+            segment = 1 + max((d.segment for d in done.values()), default=0)
+            pending = [(task, key) for task, key in zip(tasks, keys, strict=True)
+                       if key not in done]
+            entry = {"config_hash": digest, "code_hash": code_digest, "segment": segment}
+            with tqdm(total=len(tasks), initial=len(tasks) - len(pending),
+                      desc=f"{name}[{profile}]", disable=not progress, unit="task") as bar:
+                _run_pending(name, experiment.code_module, config, pending, torch_device,
+                             workers, checkpoint, entry, done, bar)
+            rows_by_task = [done[k].rows for k in keys]
+            frame = _frame(rows_by_task)
+            csv_bytes = frame.to_csv(index=False).encode()
+            record = provenance_record(
+                experiment=name, profile=profile, config=config,
+                device=describe_device(torch_device),
+                wall_time_s=sum(done[k].task_seconds for k in keys),
+                extra={"csv_sha256": sha256_bytes(csv_bytes), "n_rows": len(frame),
+                       "n_tasks": len(tasks), "segments": segment,
+                       "code_hash": code_digest,
+                       "code_modules": code_modules(experiment.code_module)},
+            )
+            atomic_write_bytes(csv_path, csv_bytes)
+            atomic_write_text(csv_path.with_suffix(".json"),
+                              json.dumps(record, indent=2) + "\n")
+            checkpoint.unlink(missing_ok=True)
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                csv_path.parent.rmdir()   # only when nothing was written into it
     return StoredResults(frame, record, csv_path)
 
 
-def _run_in_worker(name: str, config: Any, task: dict[str, Any], device: str,
-                   threads: tuple[int, int | None]) -> tuple[list[dict[str, Any]], float]:
-    """One task in a worker process: its rows and its compute seconds. The worker uses the
-    parent's torch and BLAS thread counts: a reduction split over another number of threads
-    can differ in the last bit, and the table must not depend on how many workers ran it."""
-    import torch
-    from threadpoolctl import threadpool_limits
+def _run_pending(name: str, module: str, config: Any,
+                 pending: list[tuple[dict[str, Any], str]], device: Any, workers: int,
+                 checkpoint: Path, entry: dict[str, Any], done: dict[str, _Done],
+                 bar: Any) -> None:
+    """Run the pending tasks, appending each finished one to the checkpoint and to `done`.
 
-    torch.set_num_threads(threads[0])
-    with threadpool_limits(limits=threads[1], user_api="blas"):
-        started = time.perf_counter()
-        rows = get(name).run_task(config, task, torch.device(device))
-        return rows, time.perf_counter() - started
-
-
-def _thread_counts() -> tuple[int, int | None]:
-    """This process's torch intra-op threads and BLAS threads (None: no BLAS loaded)."""
-    import torch
-    from threadpoolctl import threadpool_info
-
-    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    return torch.get_num_threads(), (min(blas) if blas else None)
-
-
-def _completed_tasks(name: str, config: Any, pending: list[tuple[dict[str, Any], str]],
-                     device: Any, workers: int):
-    """Yield (key, rows, seconds) for every pending task as it finishes.
-
-    One worker runs the tasks in order in this process. More workers run them in separate
-    processes (spawned, so each imports torch afresh); every experiment seeds its tasks from
-    the task itself, so the rows do not depend on which process ran them or when.
+    The checkpoint is opened at the first finished task, never before; an empty one (left by
+    an older version, or cut to nothing) is removed on the way out.
     """
-    if workers == 1 or len(pending) <= 1:
-        experiment = get(name)
-        for task, key in pending:
-            started = time.perf_counter()
-            rows = experiment.run_task(config, task, device)
-            yield key, rows, time.perf_counter() - started
-        return
-    threads = _thread_counts()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
-                             mp_context=context) as pool:
-        futures = {pool.submit(_run_in_worker, name, config, task, str(device), threads): key
-                   for task, key in pending}
-        try:
-            for future in as_completed(futures):
-                rows, seconds = future.result()
-                yield futures[future], rows, seconds
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    log = None
+    try:
+        with contextlib.closing(_completed_tasks(name, module, config, pending, device,
+                                                 workers)) as finished:
+            for key, rows, seconds in finished:
+                if not _valid_rows(rows):
+                    raise RuntimeError(f"experiment {name} returned no rows or non-flat rows "
+                                       f"for task {key}")
+                done[key] = _Done(rows, seconds, entry["segment"])
+                if log is None:
+                    log = checkpoint.open("a")
+                log.write(_checkpoint_line({**entry, "task": key, "rows": rows,
+                                            "seconds": round(seconds, 6)}))
+                log.flush()
+                bar.update(1)
+    finally:
+        if log is not None:
+            log.close()
+        with contextlib.suppress(OSError):
+            if checkpoint.stat().st_size == 0:
+                checkpoint.unlink()
 
 
 def _frame(rows_by_task: list[list[dict[str, Any]]]) -> pd.DataFrame:
@@ -312,7 +314,8 @@ def stored_state(name: str, profile: str, *, results_dir: Path | None = None) ->
     if not isinstance(record, dict):
         return StoredState("invalid", "the sidecar is not a JSON object")
     if record.get("csv_sha256") != sha256_bytes(csv_bytes):
-        return StoredState("invalid", "does not match its provenance (csv_sha256)", record)
+        return StoredState("invalid", "does not match its provenance record (csv_sha256 "
+                                      "differs: edited or damaged?)", record)
     if record.get("config_hash") != config_hash(name, experiment.config(profile)):
         return StoredState("stale-config", "", record)
     if record.get("code_hash") != code_hash(experiment.code_module):

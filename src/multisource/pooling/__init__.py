@@ -11,10 +11,15 @@ experiments, readings or the book.
 - `crossover`     where a simulated risk difference changes sign, with a bootstrap interval.
 - `tabular`       the same phenomenon for tabular autoregressive sources (exact TV by enumeration).
 - `families`      model families the decision rule can fit (pooled / separate / partially pooled).
+- `shrinkage`     the random-intercept model (REML from per-source sums): shrinkage by size.
+- `conditional`   the `linear` family, y given x per source, pooled or with shrunk intercepts.
 - `advise`        the cross-validated decision rule; `report` puts its findings in words.
-- `evaluate`      how often the rule picks the estimator with the lower true risk (exact, or
-                  Monte Carlo TV for other families and non-Gaussian noise).
-- `csvdata`       reading and checking a CSV of samples labelled by source.
+- `evaluate`      how often the rule picks the estimator with the lower true risk, on the KL
+                  at the training size the score estimates and on TV at n; ties, regret.
+- `csvdata`       reading and checking a CSV of samples labelled by source (`fastread`: the
+                  pyarrow reader of clean CSV and Parquet files).
+- `outofcore`     `advise` on Parquet files larger than memory: per-(fold, source) sums of
+                  moments up to order four in DuckDB, the same rule from them.
 - `collapse`      recursive training on generated data (model collapse), pooled against separate.
 - `cli`           `multisource advise FILE.csv`.
 """

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
-from multisource.common.validation import check_choice
+from multisource.common.validation import InputError, check_choice
 from multisource.pooling.advise import advise
 from multisource.pooling.csvdata import SOURCE_COLUMN, read_labelled_csv
 from multisource.pooling.families import FAMILIES, get_family, specific_mask
@@ -26,20 +27,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--specific", nargs="+", default=None, metavar="COLUMN",
                         help="feature columns whose parameters stay per source in the pooled "
                              "fit (default: none, pooling shares everything)")
+    parser.add_argument("--response", default=None, metavar="COLUMN",
+                        help="family linear: the column modelled given the others")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (2..20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out-of-core", action="store_true",
+                        help="Parquet files larger than memory: per-(fold, source) sums in "
+                             "DuckDB (gaussian families; prints JSON)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `advise` on the file; bad input raises InputError (one line, exit 2 in the CLI)."""
     check_choice("family", args.family, FAMILIES)
+    if args.out_of_core:
+        from multisource.pooling.outofcore import advise_parquet
+
+        if args.specific or args.response:
+            raise InputError("--out-of-core takes neither --specific nor --response")
+        found = advise_parquet(args.file, args.family, folds=args.folds, seed=args.seed)
+        sys.stdout.write(json.dumps(found.to_dict(), indent=1, allow_nan=False) + "\n")
+        return 0
     family = get_family(args.family)
     data = read_labelled_csv(args.file)
+    if args.response is not None:
+        if args.family != "linear":
+            raise InputError("--response is for the linear family (--family linear)")
+        if args.response not in data.columns:
+            raise InputError(f"response column {args.response!r} is not a feature column; "
+                             f"columns are {', '.join(data.columns)}")
+        family = dataclasses.replace(family, response=data.columns.index(args.response))
     mask = specific_mask(data.columns, args.specific)
-    result = advise(data.x, data.y, family, specific=mask, folds=args.folds, seed=args.seed,
-                    source_names=data.sources)
+    import numpy as np
+
+    # the REML profile is evaluated at huge between-source variances too, where it is
+    # infinite (and treated so): no warnings about it on the user's screen
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = advise(data.x, data.y, family, specific=mask, folds=args.folds,
+                        seed=args.seed, source_names=data.sources, columns=data.columns)
     if args.json:
         # allow_nan=False: NaN and infinity are not JSON (advise refuses non-finite scores)
         sys.stdout.write(json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")

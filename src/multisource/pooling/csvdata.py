@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from multisource.common.validation import InputError
 
@@ -31,24 +30,36 @@ class LabelledSamples:
     columns: tuple[str, ...]
 
 
+def display_name(path: Path) -> str:
+    """How errors name the input: its file name, or the path as given where the name alone
+    would not say what was read (".", a directory, a device such as /dev/null)."""
+    if path.name in ("", ".", "..") or (path.exists() and not path.is_file()):
+        return str(path)
+    return path.name
+
+
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (line number, fields) of every non-blank row; ragged rows are errors."""
-    name = path.name
+    """Header and (line number, fields) of every non-blank row; ragged rows are errors.
+
+    A record's line number is the line it starts on (a quoted field may span lines)."""
+    name = display_name(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, skipinitialspace=True)
             header: list[str] | None = None
             rows: list[tuple[int, list[str]]] = []
+            start = 1
             for fields in reader:
+                line, start = start, reader.line_num + 1
                 if len(fields) <= 1 and not "".join(fields).strip():
                     continue   # a blank line
                 if header is None:
                     header = [f.strip() for f in fields]
                     continue
                 if len(fields) != len(header):
-                    raise InputError(f"{name}: line {reader.line_num} has {len(fields)} "
+                    raise InputError(f"{name}: line {line} has {len(fields)} "
                                      f"fields, the header (line 1) has {len(header)}")
-                rows.append((reader.line_num, fields))
+                rows.append((line, fields))
     except FileNotFoundError:
         raise InputError(f"cannot read {name}: no such file") from None
     except IsADirectoryError:
@@ -61,14 +72,26 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         reason = " ".join(str(error).split())
         raise InputError(f"cannot read {name} as CSV: {reason}") from None
     if header is None:
-        raise InputError(f"cannot read {name}: the file is empty")
+        raise InputError(f"cannot read {name}: the file is empty (no header line)")
     return header, rows
 
 
 def read_labelled_csv(path: str | Path) -> LabelledSamples:
-    """Read and check `path`; every problem is an InputError of one line."""
+    """Read and check `path` (CSV, or Parquet by its .parquet suffix); every problem is an
+    InputError of one line. Well-formed files are parsed by pyarrow; a file it does not take
+    as clean numbers is read again line by line to name the problem and its line."""
+    from multisource.pooling.fastread import read_fast
+
     path = Path(path)
-    name = path.name
+    fast = read_fast(path)
+    if fast is not None:
+        return LabelledSamples(*fast)
+    return read_checked(path)
+
+
+def read_checked(path: Path) -> LabelledSamples:
+    """The line-by-line reader that names the first problem (and its line)."""
+    name = display_name(path)
     header, rows = _read_rows(path)
     for j, column in enumerate(header):
         if not column:
@@ -84,6 +107,8 @@ def read_labelled_csv(path: str | Path) -> LabelledSamples:
         raise InputError(f"{name} has no feature columns besides '{SOURCE_COLUMN}'")
     if not rows:
         raise InputError(f"{name} has a header but no samples")
+
+    import pandas as pd  # here: clean files never need it (`fastread`)
 
     lines = np.array([line for line, _ in rows])
     frame = pd.DataFrame([fields for _, fields in rows], columns=header, dtype=str)

@@ -8,8 +8,11 @@ held-out samples under their own source's conditional.
 
 Families (all ours, chosen because their fits are closed-form):
 - `gaussian`: independent coordinates, N(mu_kj, sigma_kj^2); pooled shares the mean and the
-  variance of every non-specific column. Variances have a floor of 1e-6 times the column's
-  overall variance so a constant column does not give an infinite density.
+  variance of every non-specific column. Variances have a floor on the pooled scale (1 % of
+  the column's pooled within-source variance in the training data, `variance_floor`), so a
+  column that is constant in some source (a pixel that is 0 in every training image of a
+  digit) costs a bounded, not an astronomic, log-likelihood; `advise` reports when its answer
+  depends on that floor.
 - `gaussian-unit`: N(mu_k, I), the book's family (chapters 1-4); pooled shares the means of the
   non-specific columns. `advise` standardises the columns of both Gaussian families (pooled
   within-source standard deviation 1) before fitting, which is what this family assumes.
@@ -29,6 +32,8 @@ import numpy as np
 
 from multisource.common.validation import InputError
 
+VARIANCE_FLOOR = 0.01  # fraction of the pooled within-source variance (see `variance_floor`)
+ZERO_VARIANCE = 1e-9    # a variance below this share of the mean square is rounding error
 Params = dict[str, np.ndarray]
 
 
@@ -53,14 +58,99 @@ def mix(separate: Params, pooled: Params, weight: float) -> Params:
     return {key: (1.0 - weight) * separate[key] + weight * pooled[key] for key in separate}
 
 
-def _source_moments(x: np.ndarray, y: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    onehot = (y[:, None] == np.arange(K)).astype(float)
-    counts = onehot.sum(axis=0)
-    if np.any(counts == 0):
+@dataclass(frozen=True)
+class Moments:
+    """Per-source sufficient statistics of the Gaussian families: counts n (..., K), sums s and
+    sums of squares q (..., K, p). A leading axis indexes folds when they are per fold."""
+
+    n: np.ndarray
+    s: np.ndarray
+    q: np.ndarray
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(self.n + other.n, self.s + other.s, self.q + other.q)
+
+    def __sub__(self, other: Moments) -> Moments:
+        return Moments(self.n - other.n, self.s - other.s, self.q - other.q)
+
+    def total(self) -> Moments:
+        """Summed over the leading (fold) axis."""
+        return Moments(self.n.sum(axis=0), self.s.sum(axis=0), self.q.sum(axis=0))
+
+    def __getitem__(self, index: int | np.ndarray) -> Moments:
+        return Moments(self.n[index], self.s[index], self.q[index])
+
+
+def fold_moments(x: np.ndarray, y: np.ndarray, K: int, fold_ids: np.ndarray | None = None,
+                 folds: int = 1) -> Moments:
+    """Moments per (fold, source) in one pass: arrays (folds, K) and (folds, K, p)."""
+    cell = np.asarray(y, np.int64) if fold_ids is None else fold_ids * K + y
+    cells = folds * K
+    n = np.bincount(cell, minlength=cells).astype(float)
+    s = np.stack([np.bincount(cell, x[:, j], cells) for j in range(x.shape[1])], axis=1)
+    q = np.stack([np.bincount(cell, x[:, j] ** 2, cells) for j in range(x.shape[1])], axis=1)
+    p = x.shape[1]
+    return Moments(n.reshape(folds, K), s.reshape(folds, K, p), q.reshape(folds, K, p))
+
+
+def _floor(m: Moments, fraction: float) -> np.ndarray:
+    """`fraction` of each column's pooled within-source variance (of its overall variance where
+    it is constant within every source; `fraction` itself where it is constant)."""
+    N, K = float(m.n.sum()), m.n.size
+    counts = np.maximum(m.n, 1.0)[:, None]
+    within = np.maximum(m.q - m.s**2 / counts, 0.0).sum(axis=0) / max(N - K, 1.0)
+    mean = m.s.sum(axis=0) / N
+    overall = np.maximum(m.q.sum(axis=0) / N - mean**2, 0.0)
+    # sums of squares minus squared sums cancel to rounding error for a constant column
+    tiny = ZERO_VARIANCE * np.maximum(m.q.sum(axis=0) / N, 1e-300)
+    return fraction * np.where(within > tiny, within, np.where(overall > tiny, overall, 1.0))
+
+
+def variance_floor(x: np.ndarray, y: np.ndarray, K: int, fraction: float) -> np.ndarray:
+    """Smallest variance a fit may use, per column: `fraction` of the column's pooled
+    within-source variance; of its overall variance where it is constant within every source;
+    `fraction` itself (units of the data) where it is constant. On `advise`'s standardised
+    columns all three are on the pooled scale, about 1."""
+    return _floor(fold_moments(x, y, K)[0], fraction)
+
+
+def source_variances(m: Moments) -> np.ndarray:
+    """Each source's MLE variance per column, 0 where it is rounding error (constant)."""
+    square = m.q / m.n[:, None]
+    var = square - (m.s / m.n[:, None]) ** 2
+    return np.where(var > ZERO_VARIANCE * square, var, 0.0)
+
+
+def _check_counts(m: Moments) -> None:
+    if np.any(m.n == 0):
         raise InputError("every source needs at least one sample in every training fold")
-    means = onehot.T @ x / counts[:, None]
-    second = onehot.T @ (x * x) / counts[:, None]
-    return means, np.maximum(second - means**2, 0.0)
+
+
+def gaussian_sum_loglik(params: Params, test: Moments) -> float:
+    """sum_i log N(x_i; mean, var) over the samples summarised by `test` (K, p) moments."""
+    mean = params["mean"]
+    var = params["var"] if "var" in params else np.ones_like(mean)
+    quad = (test.q - 2 * mean * test.s + test.n[:, None] * mean**2) / var
+    return float(-0.5 * (quad + test.n[:, None] * np.log(2 * np.pi * var)).sum())
+
+
+def shrunk_means(m: Moments, specific: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Random-intercept (REML) means per source and column, and the shared within variance.
+
+    Shared columns: each source's mean shrunk towards the pooled mean by its own sample size
+    (`shrinkage`); specific columns keep the source's own mean."""
+    from multisource.pooling.shrinkage import fit_random_intercepts
+
+    K = m.s.shape[0]
+    means = m.s / m.n[:, None]
+    within = (source_variances(m) * m.n[:, None]).sum(axis=0)
+    sigma2 = within / max(m.n.sum() - K, 1.0)   # own means: specific columns, and columns
+    shrink = ~np.asarray(specific, bool) & (within > 0)   # constant within every source
+    if shrink.any():
+        shrunk, shared = fit_random_intercepts(m.n, m.s[:, shrink], m.q[:, shrink])
+        means[:, shrink] = shrunk
+        sigma2[shrink] = shared
+    return means, sigma2
 
 
 @dataclass(frozen=True)
@@ -69,6 +159,7 @@ class GaussianDiagonal:
 
     name: str = "gaussian"
     continuous: bool = True
+    floor: float = VARIANCE_FLOOR
 
     def configure(self, x: np.ndarray) -> Family:
         """Any finite numbers will do."""
@@ -76,16 +167,31 @@ class GaussianDiagonal:
 
     def fit_pair(self, x: np.ndarray, y: np.ndarray, K: int, specific: np.ndarray
                  ) -> tuple[Params, Params]:
-        means, variances = _source_moments(x, y, K)
-        overall_mean = x.mean(axis=0)
-        overall_var = x.var(axis=0)
-        floor = 1e-6 * np.maximum(overall_var, 1e-12)
+        return self.fit_moments(fold_moments(x, y, K)[0], specific)
+
+    def fit_moments(self, m: Moments, specific: np.ndarray) -> tuple[Params, Params]:
+        """(separate, pooled) from per-source moments (K, p)."""
+        _check_counts(m)
+        means = m.s / m.n[:, None]
+        variances = source_variances(m)
+        N = m.n.sum()
+        overall_mean = m.s.sum(axis=0) / N
+        overall_var = np.maximum(m.q.sum(axis=0) / N - overall_mean**2, 0.0)
+        floor = _floor(m, self.floor)
         separate = {"mean": means, "var": np.maximum(variances, floor)}
         shared = ~np.asarray(specific, bool)
         pooled_mean, pooled_var = means.copy(), variances.copy()
         pooled_mean[:, shared] = overall_mean[shared]
         pooled_var[:, shared] = overall_var[shared]
         return separate, {"mean": pooled_mean, "var": np.maximum(pooled_var, floor)}
+
+    def fit_shrunk(self, m: Moments, specific: np.ndarray) -> Params:
+        """Per-source means shrunk by sample size (random intercept), one variance per column
+        shared by the sources (floored like the others)."""
+        _check_counts(m)
+        means, sigma2 = shrunk_means(m, np.asarray(specific, bool))
+        var = np.broadcast_to(np.maximum(sigma2, _floor(m, self.floor)), means.shape).copy()
+        return {"mean": means, "var": var}
 
     def log_density(self, params: Params, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         mean, var = params["mean"][y], params["var"][y]
@@ -105,11 +211,21 @@ class GaussianUnit:
 
     def fit_pair(self, x: np.ndarray, y: np.ndarray, K: int, specific: np.ndarray
                  ) -> tuple[Params, Params]:
-        means, _ = _source_moments(x, y, K)
+        return self.fit_moments(fold_moments(x, y, K)[0], specific)
+
+    def fit_moments(self, m: Moments, specific: np.ndarray) -> tuple[Params, Params]:
+        """(separate, pooled) from per-source moments (K, p)."""
+        _check_counts(m)
+        means = m.s / m.n[:, None]
         pooled = means.copy()
         shared = ~np.asarray(specific, bool)
-        pooled[:, shared] = x[:, shared].mean(axis=0)
+        pooled[:, shared] = (m.s.sum(axis=0) / m.n.sum())[shared]
         return {"mean": means}, {"mean": pooled}
+
+    def fit_shrunk(self, m: Moments, specific: np.ndarray) -> Params:
+        """Per-source means shrunk by sample size (random intercept); unit variances."""
+        _check_counts(m)
+        return {"mean": shrunk_means(m, np.asarray(specific, bool))[0]}
 
     def log_density(self, params: Params, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         diff = x - params["mean"][y]
@@ -166,8 +282,14 @@ class TabularAR:
         return out
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (GaussianDiagonal(), GaussianUnit(),
-                                                    TabularAR())}
+def _families() -> dict[str, Family]:
+    from multisource.pooling.conditional import LinearGaussian
+
+    return {f.name: f for f in (GaussianDiagonal(), GaussianUnit(), TabularAR(),
+                                LinearGaussian())}
+
+
+FAMILIES: dict[str, Family] = _families()
 
 
 def get_family(name: str) -> Family:

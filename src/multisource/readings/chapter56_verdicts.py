@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from multisource.common.paths import results_path
 from multisource.readings import inference as inf
+from multisource.readings.ratio_tests import seed_ratio_changes
+from multisource.readings.stored import current_table
 
 EXPERIMENTS = {5: "autoregressive_neural", 6: "energy_mlp"}
 SETTING = ["K", "n", "beta_sim"]
 
 
 def load(chapter: int, profile: str = "book") -> pd.DataFrame:
-    """The stored sweep of chapter 5 (neural AR) or 6 (spin MLP)."""
-    return pd.read_csv(results_path(EXPERIMENTS[chapter], profile))
+    """The stored sweep of chapter 5 (neural AR) or 6 (spin MLP), provenance-checked."""
+    return current_table(EXPERIMENTS[chapter], profile)
 
 
 def prediction_tests(frame: pd.DataFrame, metric: str = "tv") -> pd.DataFrame:
@@ -60,11 +61,4 @@ def last_doubling(frame: pd.DataFrame, low: int = 40, high: int = 80, metric: st
                   ) -> inf.Estimate:
     """The paired per-seed change of the ratio of mean risks from `low` to `high` random
     starts, over the seeds that carry both budgets."""
-    cols = [f"{metric}_R{b}_{e}" for b in (low, high) for e in ("multi", "single")]
-    both = frame.dropna(subset=cols)
-    residual = {}
-    for b in (low, high):
-        m, s = both[f"{metric}_R{b}_multi"], both[f"{metric}_R{b}_single"]
-        ratio = m.mean() / s.mean()
-        residual[b] = (m - ratio * s) / s.mean() + ratio
-    return inf.t_estimate(residual[high] - residual[low])
+    return inf.t_estimate(seed_ratio_changes(frame, f"R{low}", f"R{high}", metric))

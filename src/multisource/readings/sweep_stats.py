@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from multisource.common.validation import InputError, check_float
+from multisource.readings.ratio_tests import paired_ratio_change, ratio_difference_t
 
 
 def t_half_width(values: np.ndarray, level: float = 0.95) -> float:
@@ -308,39 +309,6 @@ def fisher_decomposition(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_bootstrap(frame: pd.DataFrame, metric: str = "tv", prediction: str = "fisher",
-                     draws: int = 4000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Measured minus predicted ratio per setting, with a percentile bootstrap over seeds.
-
-    Seeds are resampled as whole rows (teacher, data, both fits and both predictions), so the
-    interval accounts for the prediction varying with the teacher. `prediction`: "fisher"
-    (ratio of mean Fisher predictions of `metric`) or "count" (the count-based ratio, fixed).
-    A test rejects the prediction at level 1 - `level` when the interval excludes zero; an
-    interval containing zero is a failure to reject, not a confirmation."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for (K, n, beta), group in frame.groupby(["K", "n", "beta_sim"], sort=True):
-        multi = group[f"{metric}_multi"].to_numpy()
-        single = group[f"{metric}_single"].to_numpy()
-        if prediction == "fisher":
-            pm = group[f"fisher_{metric}_multi"].to_numpy()
-            ps = group[f"fisher_{metric}_single"].to_numpy()
-        else:
-            pm, ps = group.theory_ratio.to_numpy(), np.ones(len(group))
-        S = len(group)
-        index = rng.integers(0, S, size=(draws, S))
-        measured = multi[index].mean(1) / single[index].mean(1)
-        predicted = pm[index].mean(1) / ps[index].mean(1)
-        diff = measured - predicted
-        lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
-        point = multi.mean() / single.mean() - pm.mean() / ps.mean()
-        rows.append({"K": K, "n": n, "beta_sim": beta, "seeds": S,
-                     "measured": multi.mean() / single.mean(),
-                     "predicted": pm.mean() / ps.mean(), "difference": point,
-                     "lo": lo, "hi": hi, "rejects": bool(lo > 0 or hi < 0)})
-    return pd.DataFrame(rows)
-
-
 def ratio_power(frame: pd.DataFrame, metric: str = "tv", alpha: float = 0.05,
                 power: float = 0.8) -> pd.DataFrame:
     """Per setting, the minimum detectable effect on the ratio of mean risks: the paired t test
@@ -409,13 +377,12 @@ def budget_metrics(frame: pd.DataFrame, budgets: tuple[int, ...], level: float =
     return out[out.starts != "rule"].reset_index(drop=True)
 
 
-def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95,
-                   draws: int = 4000) -> dict[str, Any]:
+def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95) -> dict[str, Any]:
     """Everything chapters 5 and 6 say about one network sweep, as numbers and tables.
 
     Keys: `summary[metric]` (per-setting summaries), `tests[(metric, prediction)]` (paired
     bootstrap of measured minus predicted), `default[metric]` (the default setting: ratio,
-    interval, Fisher and count-based predictions, bootstrap intervals, minimum detectable
+    interval, Fisher and count-based predictions, paired t intervals, minimum detectable
     effect), `teacher`, `sensitivity`, `effort`, `equal_effort`, `calibration`, `wilks`,
     `decomposition`, `budget`, and scalars named in the chapters."""
     frame = frame.copy()
@@ -425,8 +392,8 @@ def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95,
         summary = summarise(frame, level, metric)
         out["summary"][metric] = summary
         for prediction in ("fisher", "count"):
-            out["tests"][(metric, prediction)] = paired_bootstrap(
-                frame, metric, prediction, draws, level)
+            out["tests"][(metric, prediction)] = ratio_difference_t(
+                frame, metric, prediction, level)
         row = default_row(summary, config)
         at = ((config.K_default == out["tests"][(metric, "fisher")].K)
               & (out["tests"][(metric, "fisher")].n == config.n_default)
@@ -543,7 +510,8 @@ def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> 
         for key, value in values.items():
             out[f"default_{metric}_{key}"] = value
     for (metric, prediction), tests in report["tests"].items():
-        out[f"rejects_{metric}_{prediction}"] = int(tests.rejects.sum())
+        out[f"rejects_{metric}_{prediction}"] = int(tests.rejects_holm.sum())
+        out[f"rejects_raw_{metric}_{prediction}"] = int(tests.rejects.sum())
     if report["budget"] is not None:
         budget = report["budget"]
         fixed = budget[~budget.starts.isin(["rule", "maximum likelihood"])]
@@ -557,6 +525,10 @@ def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> 
         out["budget_first_starts"] = int(fixed.starts.iloc[0])
         out["budget_rule"] = float(rule.ratio)
         out["budget_last_half"] = float((fixed.ratio_hi.iloc[-1] - fixed.ratio_lo.iloc[-1]) / 2)
+        move = paired_ratio_change(frame, f"R{out['budget_before_last_starts']}",
+                                   f"R{out['budget_last_starts']}")
+        out.update({f"budget_move_{k}" if k != "change" else "budget_move": v
+                    for k, v in move.items()})
         doubling = report["doubling"]
         last = doubling[doubling["to"] == doubling["to"].max()].set_index("estimator")
         for name in ("multi", "single"):
@@ -579,22 +551,26 @@ def supports(defaults: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def budget_settled(numbers: dict[str, Any]) -> bool:
-    """Whether the restart-budget curve has stopped moving: its last two ratios differ by less
-    than the half-width of the last interval."""
-    move = abs(numbers["budget_last"] - numbers["budget_before_last"])
-    return bool(move < numbers["budget_last_half"])
+    """Whether the restart-budget curve has stopped moving: the paired per-seed change of the
+    ratio over the last doubling has a t interval that contains zero. (Comparing the move with
+    the half-width of one budget's interval would mostly measure teacher-to-teacher spread,
+    which pairing removes.)"""
+    return bool(numbers["budget_move_lo"] <= 0.0 <= numbers["budget_move_hi"])
 
 
 def budget_phrase(numbers: dict[str, Any]) -> str:
-    """`budget_settled`, in words."""
+    """`budget_settled`, in words, with the paired interval (and its MDE when no move is
+    detected)."""
     if "budget_last" not in numbers:
         return "cannot be compared (no budget study at this profile)"
-    move = abs(numbers["budget_last"] - numbers["budget_before_last"])
+    interval = (f"{numbers['budget_move']:+.4f} [{numbers['budget_move_lo']:+.4f}, "
+                f"{numbers['budget_move_hi']:+.4f}], paired over {numbers['budget_move_seeds']} "
+                f"seeds")
     if budget_settled(numbers):
-        return (f"moves by {move:.3f}, less than the half-width of its interval: within what "
-                f"these seeds can resolve, it has stopped moving")
-    return (f"still moves by {move:.3f}, more than the half-width of its interval: more starts "
-            f"would change it")
+        return (f"moves by {interval}: no drift detected, though the design detects a move of "
+                f"{numbers['budget_move_mde']:.4f} only with 80% power")
+    return (f"still moves by {interval}: the ratio is still drifting, so more starts would "
+            f"change it")
 
 
 def search_phrase(numbers: dict[str, Any]) -> str:

@@ -1,0 +1,170 @@
+"""`multisource advise` at scale: end to end against just reading the same file.
+
+In one process, on a generated CSV of `--rows` rows (3 features, `--sources` sources, shifted
+means): the time pandas (pyarrow engine) takes to read the file, and the time `advise` takes
+end to end in a fresh subprocess (`python -m multisource advise FILE`: start-up, reading,
+cross-validation, report), the median of `--repeats` runs each, their ratio (target <= 2),
+the advise process's peak resident memory, and whether it imported torch.
+
+With `--parquet-rows N` it also writes an N-row Parquet file (same law, written in row groups
+of 10^6 rows so the writer never holds the file) and times `advise --out-of-core` on it in a
+fresh subprocess (DuckDB sums per fold and source, `multisource.pooling.outofcore`): wall
+time, peak resident memory (ru_maxrss of that process) and the file size. The disk must hold
+the file (about 26 bytes per row).
+
+    python benchmarks/advise_scale.py                   # 10^6 rows
+    python benchmarks/advise_scale.py --rows 100000     # quicker
+    python benchmarks/advise_scale.py --parquet-rows 100000000 --folder /tmp
+
+Writes _build/benchmarks/advise_scale.json; `--update-results` writes
+benchmarks/results/advise_scale.json instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_csv(path: Path, rows: int, sources: int, seed: int) -> None:
+    """rows x 3 Gaussian features, source s shifted by 0.05 s on the first feature."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, sources, rows)
+    x = rng.standard_normal((rows, 3))
+    x[:, 0] += 0.05 * y
+    frame = pd.DataFrame(x, columns=["x1", "x2", "x3"])
+    frame.insert(0, "source", pd.Series(y).map(lambda k: f"s{k}"))
+    frame.to_csv(path, index=False, float_format="%.6g")
+
+
+def time_pandas(path: Path) -> float:
+    """Seconds for pandas with the pyarrow engine to read the file."""
+    start = time.perf_counter()
+    pd.read_csv(path, engine="pyarrow")
+    return time.perf_counter() - start
+
+
+def time_advise(path: Path) -> tuple[float, float, bool]:
+    """Seconds, peak RSS (MB) and torch-imported flag of `advise` in a fresh process."""
+    probe = ("import resource, sys, time; t = time.perf_counter(); "
+             "from multisource.cli import main; code = main(['advise', sys.argv[1]]); "
+             "print('@@', time.perf_counter() - t, "
+             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+             "'torch' in sys.modules, file=sys.stderr); sys.exit(code)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
+                          text=True, env={**os.environ}, check=True)
+    wall = time.perf_counter() - start
+    line = next(x for x in done.stderr.splitlines() if x.startswith("@@"))
+    _, _, peak, torch = line.split()
+    return wall, float(peak), torch == "True"
+
+
+def write_parquet(path: Path, rows: int, sources: int, seed: int, group: int = 10**6) -> None:
+    """The same law as `write_csv`, written row group by row group."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    names = np.array([f"s{k}" for k in range(sources)])
+    writer = None
+    for start in range(0, rows, group):
+        m = min(group, rows - start)
+        y = rng.integers(0, sources, m)
+        x = rng.standard_normal((m, 3))
+        x[:, 0] += 0.05 * y
+        table = pa.table({"source": pa.DictionaryArray.from_arrays(
+            pa.array(y.astype(np.int32)), pa.array(names)),
+            "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2]})
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+def time_out_of_core(path: Path) -> tuple[float, float, dict]:
+    """Seconds, peak RSS (MB) and the JSON answer of `advise --out-of-core` in a fresh
+    process."""
+    probe = ("import io, contextlib, resource, sys\n"
+             "from multisource.cli import main\n"
+             "out = io.StringIO()\n"
+             "with contextlib.redirect_stdout(out):\n"
+             "    code = main(['advise', sys.argv[1], '--out-of-core'])\n"
+             "print(out.getvalue())\n"
+             "print('@@', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+             "file=sys.stderr)\n"
+             "sys.exit(code)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
+                          text=True, env={**os.environ}, check=True)
+    wall = time.perf_counter() - start
+    peak = float(next(x for x in done.stderr.splitlines() if x.startswith("@@")).split()[1])
+    return wall, peak, json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10**6)
+    parser.add_argument("--sources", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parquet-rows", type=int, default=0,
+                        help="also time the out-of-core path on a Parquet file of this many "
+                             "rows (0: skip)")
+    parser.add_argument("--folder", default=None, help="where the Parquet file is written")
+    parser.add_argument("--update-results", action="store_true")
+    args = parser.parse_args()
+    for name in ("rows", "repeats", "sources"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if args.parquet_rows < 0:
+        parser.error(f"--parquet-rows must be >= 0, got {args.parquet_rows}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "samples.csv"
+        write_csv(path, args.rows, args.sources, args.seed)
+        reads, runs = [], []
+        for _ in range(args.repeats):
+            reads.append(time_pandas(path))
+            runs.append(time_advise(path))
+        size_mb = path.stat().st_size / 2**20
+    read = float(np.median(reads))
+    wall = float(np.median([r[0] for r in runs]))
+    result = {"rows": args.rows, "features": 3, "sources": args.sources,
+              "file_mb": round(size_mb, 1), "repeats": args.repeats,
+              "pandas_pyarrow_read_s": round(read, 3), "advise_end_to_end_s": round(wall, 3),
+              "ratio": round(wall / read, 2), "target_ratio": 2.0,
+              "advise_peak_rss_mb": round(max(r[1] for r in runs), 1),
+              "advise_imported_torch": any(r[2] for r in runs)}
+    if args.parquet_rows:
+        with tempfile.TemporaryDirectory(dir=args.folder) as folder:
+            path = Path(folder) / "samples.parquet"
+            start = time.perf_counter()
+            write_parquet(path, args.parquet_rows, args.sources, args.seed)
+            written = time.perf_counter() - start
+            wall, peak, answer = time_out_of_core(path)
+            result["out_of_core"] = {
+                "rows": args.parquet_rows, "parquet_mb": round(path.stat().st_size / 2**20, 1),
+                "write_s": round(written, 1), "advise_s": round(wall, 2),
+                "rows_per_s": round(args.parquet_rows / wall), "peak_rss_mb": round(peak, 1),
+                "recommendation": answer["recommendation"], "clear": answer["clear"]}
+    print(json.dumps(result, indent=1))
+    out = (ROOT / "benchmarks" / "results" if args.update_results
+           else ROOT / "_build" / "benchmarks")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "advise_scale.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
