@@ -6,8 +6,9 @@ fixed budget of L-BFGS-B iterations, Z by Gauss-Legendre quadrature). That likel
 local optima and a capped run stops wherever its budget ends, so the fit reached depends on the
 last bits of every gradient: refitted under another BLAS kernel or vector instruction set, the
 multi-source fit of this teacher lands in another local optimum, whose TV differs in the second
-significant digit, and Newton polishing to a gradient at rounding level keeps it there. The chapter therefore shows a stored fit,
-made at one thread, with its provenance, and draws it from the stored parameters.
+significant digit, and Newton polishing to a gradient at rounding level keeps it there. The
+chapter therefore shows a stored fit, made at one thread, with its provenance, and draws it
+from the stored parameters.
 
 Rows, one per role (`teacher`, `single`, `multi`): the parameters (`params`, JSON: name ->
 shape and flat values, floats written so that they read back exactly), the training NLL per sample
