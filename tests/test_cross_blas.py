@@ -25,7 +25,8 @@ OTHER_KERNELS = {"OPENBLAS_CORETYPE": "Haswell", "MKL_ENABLE_INSTRUCTIONS": "SSE
                  "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "2",
                  "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
 QUICK = ["02_theorem_3_2", "03_bracketing_numbers"]
-SLOW = ["04_gaussian", "06_energy_based", "08_when_pooling_hurts"]
+SLOW = ["00_scorecard", "01_formulation", "04_gaussian", "05_autoregressive", "06_energy_based",
+        "07_edm2_diffusion", "08_when_pooling_hurts"]
 CHAPTERS = QUICK + (SLOW if os.environ.get("MULTISOURCE_CROSS_BLAS") == "all" else [])
 
 
