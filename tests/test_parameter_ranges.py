@@ -43,7 +43,7 @@ def test_every_parameter_has_a_declared_range_and_its_default_is_in_it(chapter) 
     ("03", {"eps_min": 0.2}, "eps_min of 03_bracketing_numbers must be a number in [1e-12, "
                              "eps_max = 0.1)"),
     ("05", {"level": 1.0}, "level of 05_autoregressive must be a number in [0.5, 0.999]"),
-    ("06", {"heat_beta": 1.5}, "heat_beta of 06_energy_based must be a number in [0, 1]"),
+    ("06", {"level": 0.2}, "level of 06_energy_based must be a number in [0.5, 0.999]"),
     ("07", {"seed": 9}, "seed of 07_edm2_diffusion must be a seed of the edm2_miniature run"),
     ("08", {"check_settings": ((1, 0.5),)}, "2-tuples whose entry 1 is an integer in [2, 100]"),
     ("08", {"collapse_generations": 0}, "collapse_generations of 08_when_pooling_hurts"),

@@ -264,11 +264,6 @@ PARAMETER_RANGES: dict[str, dict[str, Any]] = {
         "level": LEVEL,
     },
     "06_energy_based": {
-        "seed": SEED,
-        "heat_K": Int(1, 8),        # one row of density pictures per source
-        "heat_n": Int(10, 100_000),
-        "heat_beta": Float(0.0, 1.0),
-        "heat_units": Int(1, 64),
         "level": LEVEL,
     },
     "07_edm2_diffusion": {
