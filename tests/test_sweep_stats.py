@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from multisource.common.validation import InputError
+from multisource.readings import network_report as nr
 from multisource.readings import sweep_stats as ss
 
 
@@ -70,17 +71,6 @@ def test_with_fresh_block_takes_the_fresh_fit_only_where_it_is_more_likely():
     assert out.tv_multi.tolist() == [0.3, 0.1] and out.nll_single.tolist() == [0.9, 1.0]
 
 
-def test_most_likely_takes_the_best_fit_where_one_is_stored():
-    frame = pd.DataFrame({f"{p}{m}_{e}": v for p, v in (("", [0.1, 0.1]), ("best_", [0.3, None]))
-                          for m in ("tv", "hellinger", "sqrt_kl", "nll", "gap")
-                          for e in ("multi", "single")})
-    out = ss.most_likely(frame)
-    assert out.tv_multi.tolist() == [0.3, 0.1] and out.nll_single.tolist() == [0.3, 0.1]
-    assert frame.tv_multi.tolist() == [0.1, 0.1]              # the input is left alone
-    old = frame[[c for c in frame if not c.startswith("best_")]]
-    assert ss.most_likely(old).equals(old)                   # tables stored before the columns
-
-
 def test_fresh_check_counts_improvements_and_its_detection_rate():
     """Two of four search fits are known off (teacher start beats them by > 1 W); the fresh
     block catches one of them; it improves one selected fit by > 1 W."""
@@ -124,7 +114,7 @@ def test_budget_doubling_counts_fits_the_larger_budget_makes_more_likely():
 
 def test_budget_metrics_give_every_metric_its_ratio_per_budget():
     table = ss.budget_metrics(_budget_frame(), (5, 10))
-    assert table.starts.tolist() == ["5", "10", "maximum likelihood"]
+    assert table.starts.tolist() == ["5", "10", ss.MOST_LIKELY]
     for metric in ("tv", "hellinger", "sqrt_kl"):
         np.testing.assert_allclose(table[metric], 0.8)
         assert table[f"{metric} ±"].iloc[0] > 0
@@ -183,22 +173,22 @@ def test_phrases_follow_the_numbers_both_ways():
                "largest_w_single": 0.4,
                "fresh_improved_pct_multi": 0.0, "fresh_improved_pct_single": 0.0,
                "fresh_largest_w": 0.5, "fresh_known_off": 0, "fresh_detected": 0}
-    assert ss.search_phrase(numbers).startswith("met")
-    assert ss.miss_phrase(numbers).startswith("no fit")
-    assert ss.fresh_phrase(numbers) == "No selected fit fails it."
-    assert "cannot be measured" in ss.detection_phrase(numbers)
-    assert "no budget study" in ss.doubling_phrase(numbers)
+    assert nr.search_phrase(numbers).startswith("met")
+    assert nr.miss_phrase(numbers).startswith("no fit")
+    assert nr.fresh_phrase(numbers) == "No selected fit fails it."
+    assert "cannot be measured" in nr.detection_phrase(numbers)
+    assert "no budget study" in nr.doubling_phrase(numbers)
     numbers.update(improved_pct_multi=12.0, teacher_target_met=False, improved_multi=3,
                    largest_w_multi=4.25,
                    fresh_improved_pct_single=10.0, fresh_largest_w=3.2, fresh_known_off=4,
                    fresh_detected=1, doubling_fits=20, doubling_improved_multi=0,
                    doubling_improved_single=3, doubling_largest_w_multi=0.1,
                    doubling_largest_w_single=7.5)
-    assert ss.search_phrase(numbers).startswith("not met") and "12.0%" in ss.search_phrase(numbers)
-    assert "largest miss is 4.2 units" in ss.miss_phrase(numbers)
-    assert "up to 10%" in ss.fresh_phrase(numbers) and "3.2" in ss.fresh_phrase(numbers)
-    assert "1 of those 4 (25%)" in ss.detection_phrase(numbers)
-    assert "3 of 20 single-source" in ss.doubling_phrase(numbers)
-    assert "7.5 units" in ss.doubling_phrase(numbers)
+    assert nr.search_phrase(numbers).startswith("not met") and "12.0%" in nr.search_phrase(numbers)
+    assert "largest miss is 4.2 units" in nr.miss_phrase(numbers)
+    assert "up to 10%" in nr.fresh_phrase(numbers) and "3.2" in nr.fresh_phrase(numbers)
+    assert "1 of those 4 (25%)" in nr.detection_phrase(numbers)
+    assert "3 of 20 single-source" in nr.doubling_phrase(numbers)
+    assert "7.5 units" in nr.doubling_phrase(numbers)
     numbers.update(doubling_improved_single=0)
-    assert ss.doubling_phrase(numbers).startswith("makes none")
+    assert nr.doubling_phrase(numbers).startswith("makes none")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from multisource.readings.plotting import ESTIMATOR_PALETTE, THEORY_COLOR, band, panel_grid
+from multisource.readings.sweep_stats import MOST_LIKELY
 
 AXIS_LABELS = {"K": "number of sources $K$", "n": "total sample size $n$",
                "beta_sim": r"shared fraction $\beta_{\mathrm{sim}}$"}
@@ -114,14 +115,14 @@ def wilks_figure(wilks: pd.DataFrame, alpha: float = 0.001) -> plt.Figure:
 
 def budget_figure(curve: pd.DataFrame | None) -> plt.Figure:
     """The multi/single ratio of mean TV against a fixed budget of the random search (95% t
-    intervals), with the restart rule's ratio on the same seeds as a band and the
-    maximum-likelihood fits' ratio as a dashed line."""
+    intervals), with the restart rule's ratio on the same seeds as a band and the ratio of the
+    most likely fits found (every search) as a dashed line."""
     fig, ax = plt.subplots(figsize=(4.8, 3.4), layout="constrained")
     if curve is None:   # a profile without the budget study (fewer than two of its seeds)
         ax.text(0.5, 0.5, "no restart-budget study at this profile", ha="center",
                 transform=ax.transAxes)
         return fig
-    fixed = curve[~curve.starts.isin(["rule", "maximum likelihood"])]
+    fixed = curve[~curve.starts.isin(["rule", MOST_LIKELY])]
     starts = fixed.starts.astype(int)
     ax.errorbar(starts, fixed.ratio, yerr=[fixed.ratio - fixed.ratio_lo,
                                            fixed.ratio_hi - fixed.ratio],
@@ -130,10 +131,10 @@ def budget_figure(curve: pd.DataFrame | None) -> plt.Figure:
     rule = curve[curve.starts == "rule"].iloc[0]
     ax.axhspan(rule.ratio_lo, rule.ratio_hi, color=FISHER_COLOR, alpha=0.15)
     ax.axhline(rule.ratio, color=FISHER_COLOR, label="restart rule (same seeds)")
-    mle = curve[curve.starts == "maximum likelihood"]
+    mle = curve[curve.starts == MOST_LIKELY]
     if len(mle):
         ax.axhline(mle.ratio.iloc[0], color="black", linestyle="--",
-                   label="maximum likelihood: rule + teacher start")
+                   label="most likely fit found (every search)")
     _log_axis(ax, starts)
     ax.set_xlabel("random starts per source network $B$")
     ax.set_ylabel("multi / single (mean TV)")
