@@ -14,6 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from multisource.readings import inference as inf
+from multisource.readings.fit_choice import most_likely
 from multisource.readings.ratio_tests import seed_ratio_changes
 from multisource.readings.stored import current_table
 
@@ -22,8 +23,9 @@ SETTING = ["K", "n", "beta_sim"]
 
 
 def load(chapter: int, profile: str = "book") -> pd.DataFrame:
-    """The stored sweep of chapter 5 (neural AR) or 6 (spin MLP), provenance-checked."""
-    return current_table(EXPERIMENTS[chapter], profile)
+    """The stored sweep of chapter 5 (neural AR) or 6 (spin MLP), provenance-checked, with
+    the most likely fit found per seed (`fit_choice.most_likely`)."""
+    return most_likely(current_table(EXPERIMENTS[chapter], profile))
 
 
 def prediction_tests(frame: pd.DataFrame, metric: str = "tv") -> pd.DataFrame:

@@ -30,11 +30,11 @@ def most_likely(frame: pd.DataFrame) -> pd.DataFrame:
     """The same sweep with every fit replaced by the most likely fit any search found for its
     seed (`best_*` columns); tables stored before those columns existed keep their fits. The
     replaced values stay as `selected_<metric>_<estimator>` (the rule's fit or the teacher
-    start, the more likely)."""
+    start, the more likely). Applied twice, it changes nothing more."""
     out = frame.copy()
     for name in ESTIMATORS:
-        if f"best_nll_{name}" not in frame:
-            continue
+        if f"best_nll_{name}" not in frame or f"selected_nll_{name}" in frame:
+            continue   # nothing stored, or already replaced
         have = frame[f"best_nll_{name}"].notna()
         for metric in (*METRICS, "nll", "gap"):
             out[f"selected_{metric}_{name}"] = frame[f"{metric}_{name}"]

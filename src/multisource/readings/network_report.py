@@ -82,6 +82,8 @@ def network_report(frame: pd.DataFrame, config: Any, level: float = 0.95) -> dic
             ["K", "n", "beta_sim"]].merge(selected, on=["K", "n", "beta_sim"],
                                           how="left").ratio.to_numpy()
         out["fit_sources"] = fit_sources(frame, config.teacher_tolerance)
+        # the most likely fit already holds the fresh block's fit where it is more likely
+        out["sensitivity"] = out["sensitivity"].drop(columns="ratio (with the fresh block)")
     else:
         out["fit_sources"] = None
     out["effort"] = effort(frame)
@@ -153,9 +155,10 @@ def report_scalars(report: dict[str, Any], config: Any, frame: pd.DataFrame) -> 
     out["default_flagged"] = int(row.flagged)
     out["default_ratio_without"] = float(row["ratio (without flagged)"])
     out["default_ratio_search"] = float(row["ratio (random search only)"])
-    out["default_ratio_fresh"] = float(row["ratio (with the fresh block)"])
-    out["fresh_max_move"] = float(np.nanmax(np.abs(sens["ratio (with the fresh block)"]
-                                                   - sens.ratio)))
+    if "ratio (with the fresh block)" in sens:
+        out["default_ratio_fresh"] = float(row["ratio (with the fresh block)"])
+        out["fresh_max_move"] = float(np.nanmax(np.abs(sens["ratio (with the fresh block)"]
+                                                       - sens.ratio)))
     out["sens_max_move"] = float(np.nanmax(np.abs(
         np.concatenate([sens["ratio (random search only)"] - sens.ratio,
                         sens["ratio (without flagged)"] - sens.ratio]))))

@@ -33,6 +33,7 @@ import pandas as pd
 
 from multisource.readings import chapter7_verdicts, chapter56_verdicts
 from multisource.readings.claims import CLAIMS
+from multisource.readings.fit_choice import most_likely
 from multisource.readings.inference import (
     adjust_family,
     t_estimate,
@@ -203,7 +204,7 @@ def scorecard(gaussian: pd.DataFrame | None = None, networks: dict[int, pd.DataF
     edm2 = edm2 if edm2 is not None else chapter7_verdicts.verdict_table()
     rows = gaussian_rows(gaussian) + theorem_rows(gaussian)
     for chapter, frame in sorted(networks.items()):
-        rows += network_rows(frame, chapter)
+        rows += network_rows(most_likely(frame), chapter)
     rows += edm2_rows(edm2)
     card = pd.DataFrame(rows, columns=list(COLUMNS))
     order = {c.id: i for i, c in enumerate(CLAIMS)}
