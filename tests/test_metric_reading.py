@@ -30,7 +30,8 @@ def _numbers(fisher: float, count: float, mde: float, rejects: bool) -> dict:
     for metric in ("tv", "hellinger", "sqrt_kl"):
         out.update({f"default_{metric}_fisher": fisher, f"default_{metric}_count": count,
                     f"default_{metric}_mde": mde, f"default_{metric}_ratio": fisher,
-                    f"default_{metric}_fisher_rejects": rejects})
+                    f"default_{metric}_fisher_rejects": rejects,
+                    f"default_{metric}_count_rejects": rejects})
     return out
 
 
@@ -47,6 +48,8 @@ def test_hellinger_that_cannot_separate_the_predictions_says_so():
     text = metric_reading(_numbers(0.773, 0.775, 0.038, False),
                           first_order_excess(_frame(1.0, 1.0), CONFIG))
     assert "cannot tell them apart" in text and "says nothing" in text
+    assert "rejects both" in metric_reading(_numbers(0.773, 0.775, 0.038, True),
+                                            first_order_excess(_frame(1.0, 1.0), CONFIG))
     assert "first-order behaviour" in text and "cancel" not in text
     text = metric_reading(_numbers(0.70, 0.80, 0.038, False),
                           first_order_excess(_frame(1.0, 1.0), CONFIG))

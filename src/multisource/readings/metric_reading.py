@@ -66,11 +66,19 @@ def metric_reading(numbers: dict[str, Any],
     count = numbers["default_hellinger_count"]
     mde = numbers["default_hellinger_mde"]
     apart = abs(fisher - count)
+    rejects = (bool(numbers["default_hellinger_fisher_rejects"]),
+               bool(numbers["default_hellinger_count_rejects"]))
     if apart < mde:
+        outcome = {(False, False): "that it rejects neither says nothing about which holds",
+                   (True, True): "it rejects both",
+                   (True, False): "that it rejects only the Fisher prediction is no evidence "
+                                  "for the count-based ratio",
+                   (False, True): "that it rejects only the count-based ratio is no evidence "
+                                  "for the Fisher prediction"}[rejects]
         first = (f"Under Hellinger the Fisher prediction ({fisher:.3f}) and the count-based "
                  f"ratio ({count:.3f}) are {apart:.3f} apart, {apart / mde:.2f} of the smallest "
                  f"difference this design detects (MDE {mde:.3f}): its test cannot tell them "
-                 f"apart, and that it rejects neither says nothing about which holds.")
+                 f"apart, and {outcome}.")
     else:
         first = (f"Under Hellinger the Fisher prediction ({fisher:.3f}) and the count-based "
                  f"ratio ({count:.3f}) are {apart:.3f} apart, more than the MDE ({mde:.3f}), so "
