@@ -67,3 +67,11 @@ def test_summary_names_every_outcome_and_chapter() -> None:
         "supported in neural AR (TV); contradicted in EDM2 miniature (class accuracy); "
         "not detected in EDM2 miniature (FCD)")
     assert scorecard.claim_summary(card, "grows_with_K") == "not tested"
+
+
+def test_the_default_setting_is_found_with_equal_seeds_everywhere() -> None:
+    settings = ([(K, 5000, 0.5) for K in (3, 5, 10, 15)] + [(5, n, 0.5) for n in (1000, 20000)]
+                + [(5, 5000, b) for b in (0.25, 0.75, 1.0)])
+    frame = pd.DataFrame([{"K": K, "n": n, "beta_sim": b, "seed": s}
+                          for K, n, b in settings for s in range(20)])
+    assert scorecard._default(frame) == (5, 5000, 0.5)

@@ -121,9 +121,11 @@ def theorem_rows(frame: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def _default(frame: pd.DataFrame) -> tuple[int, int, float]:
-    """The default setting of a network sweep: the one with the most seeds."""
-    sizes = frame.groupby(["K", "n", "beta_sim"]).size()
-    K, n, beta = sizes.idxmax()
+    """The default setting of a one-knob-at-a-time network sweep: the value of each knob that
+    the most settings share (the sweeps of the other two knobs all hold it), whatever the
+    number of seeds per setting."""
+    settings = frame[["K", "n", "beta_sim"]].drop_duplicates()
+    K, n, beta = (settings[column].value_counts().idxmax() for column in settings)
     return int(K), int(n), float(beta)
 
 
@@ -234,6 +236,13 @@ def claim_summary(card: pd.DataFrame, claim: str) -> str:
             where.append(f"{CHAPTER_TITLES[int(chapter)]} ({metrics})")
         pieces.append(f"{word} in {'; '.join(where)}")
     return "; ".join(pieces) if pieces else "not tested"
+
+
+def chapter_verdict(card: pd.DataFrame, claim: str, metric: str = "TV") -> str:
+    """One chapter's verdict on a claim under one metric, as its summary quotes it:
+    'supported (evidence)'; the rows of `network_rows` (one chapter)."""
+    row = card[(card.claim == claim) & (card.metric == metric)].iloc[0]
+    return f"{row.outcome} ({row.evidence})"
 
 
 def outcome_counts(card: pd.DataFrame) -> dict[str, int]:
