@@ -87,7 +87,7 @@ class Quadratic:
         """Student-t interval of the mean per-row value, as `crossover.t_interval` makes it
         from the rows."""
         mean, var, count = self.stats(sums, source)
-        half = t_quantile(count - 1, 0.5 + level / 2) * np.sqrt(var) / np.sqrt(count)
+        half = float(t_quantile(count - 1, 0.5 + level / 2) * np.sqrt(var) / np.sqrt(count))
         return MeanInterval(mean, mean - half, mean + half, count)
 
 
