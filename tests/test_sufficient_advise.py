@@ -195,6 +195,13 @@ def test_the_cases_cover_every_kind_of_answer() -> None:
     assert {a.recommendation for a in found} >= {"pooled", "separate", "partial", "shrunk"}
 
 
+def test_columns_rows_and_arrays_are_the_same_input() -> None:
+    x, y, _ = _student_t()
+    expected = advise_sufficient(x, y).to_dict()
+    assert advise_sufficient(tuple(np.array(c) for c in x.T), y).to_dict() == expected
+    assert advise_sufficient(x.tolist(), y.tolist()).to_dict() == expected
+
+
 def test_a_constant_difference_is_left_to_advise() -> None:
     """Each source constant: the differences have no spread, `advise` decides from its rows."""
     y = np.repeat([0, 1], 30)

@@ -169,7 +169,7 @@ class Spread:
     total: float     # sum |d_i|
     largest: float   # max |d_i|
     first: int       # the first row holding it (-1 when not needed: over 100 rows)
-    share: float     # `advise.dominance(d)`
+    share: float     # `advise.dominance(d)`; 0 where the bound keeps it below DOMINANCE_SHARE
 
 
 def spreads(rows: CellRows, differences: Sequence[Quadratic], sums: CellSums, m: Moments
@@ -208,16 +208,15 @@ def spreads(rows: CellRows, differences: Sequence[Quadratic], sums: CellSums, m:
             for t, g, f, s in zip(total, largest, first, share, strict=True)]
 
 
-def _inputs(x: np.ndarray | Sequence[np.ndarray], y: np.ndarray
+def _inputs(x: np.ndarray | tuple[np.ndarray, ...], y: np.ndarray
             ) -> tuple[list[np.ndarray], np.ndarray]:
     """Feature columns and labels, checked as `advise` checks them."""
     y = np.asarray(y)
-    if isinstance(x, np.ndarray) and x.ndim == 2:
-        values = [np.ascontiguousarray(x[:, j], dtype=float) for j in range(x.shape[1])]
-    elif isinstance(x, np.ndarray) and x.ndim != 2:
-        values = []
-    else:
+    if isinstance(x, tuple) and all(isinstance(c, np.ndarray) for c in x):
         values = [np.ascontiguousarray(c, dtype=float) for c in x]
+    else:
+        x = np.asarray(x, float)
+        values = [np.ascontiguousarray(x[:, j]) for j in range(x.shape[1])] if x.ndim == 2 else []
     if not values or any(c.ndim != 1 or c.shape[0] != y.shape[0] for c in values):
         raise InputError("x must be (n, p) with p >= 1 and y must hold one label per row")
     if not all(np.all(np.isfinite(c)) for c in values):
@@ -263,7 +262,7 @@ def _rests_on_rounding(quad: dict[str, Quadratic], sums: CellSums, a: str, b: st
     return spread.largest <= ROUNDING * size or deviation <= ROUNDING * spread.largest
 
 
-def advise_sufficient(x: np.ndarray | Sequence[np.ndarray], y: np.ndarray,
+def advise_sufficient(x: np.ndarray | tuple[np.ndarray, ...], y: np.ndarray,
                       family: str | Family = "gaussian", *, specific: np.ndarray | None = None,
                       folds: int = 5, weights: Sequence[float] = DEFAULT_WEIGHTS,
                       seed: int = 0, level: float = 0.95,
@@ -271,9 +270,10 @@ def advise_sufficient(x: np.ndarray | Sequence[np.ndarray], y: np.ndarray,
                       columns: Sequence[str] | None = None) -> Advice:
     """`advise` for the gaussian and gaussian-unit families, from per-(fold, source) sums.
 
-    x: (n, p) finite features, or p feature columns of n values; the other arguments as for
-    `advise`. Returns what `advise` returns (without held-out rows), or `advise`'s own result
-    where its answer rests on rounding error.
+    x: (n, p) finite features as `advise` takes them, or a tuple of the p feature columns
+    (1-D arrays of n values: no (n, p) copy); the other arguments as for `advise`. Returns
+    what `advise` returns on the C-ordered (n, p) features (without held-out rows), or
+    `advise`'s own result where its answer rests on rounding error.
     """
     values, y = _inputs(x, y)
     K = int(y.max()) + 1
