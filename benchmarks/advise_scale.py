@@ -1,16 +1,24 @@
 """`multisource advise` at scale: end to end against just reading the same file.
 
-In one process, on a generated CSV of `--rows` rows (3 features, `--sources` sources, shifted
-means): the time pandas (pyarrow engine) takes to read the file, and the time `advise` takes
-end to end in a fresh subprocess (`python -m multisource advise FILE`: start-up, reading,
-cross-validation, report), the median of `--repeats` runs each, their ratio (target <= 2),
-the advise process's peak resident memory, and whether it imported torch.
+On a generated CSV of `--rows` rows (3 features, `--sources` sources, shifted means), the
+median of `--repeats` runs each of:
+
+- the time pandas (pyarrow engine) takes to read the file in this process (pandas and
+  pyarrow already imported): the baseline of the issue's target, advise <= 2 x this;
+- the same read in a fresh subprocess (`python -c "import pandas; pd.read_csv(...)"`: start-up
+  and imports counted, as they are for `advise`);
+- `advise` end to end in a fresh subprocess (`python -m multisource advise FILE`: start-up,
+  imports, reading, cross-validation, report);
+
+their ratios, the advise process's peak resident memory, and whether it imported torch or
+pandas. The three are interleaved within each repeat, so they share the machine's load.
 
 With `--parquet-rows N` it also writes an N-row Parquet file (same law, written in row groups
 of 10^6 rows so the writer never holds the file) and times `advise --out-of-core` on it in a
 fresh subprocess (DuckDB sums per fold and source, `multisource.pooling.outofcore`): wall
 time, peak resident memory (ru_maxrss of that process) and the file size. The disk must hold
-the file (about 26 bytes per row).
+the file (about 26 bytes per row). Without it, `--update-results` keeps the stored
+out-of-core entry, marked as from an earlier run.
 
     python benchmarks/advise_scale.py                   # 10^6 rows
     python benchmarks/advise_scale.py --rows 100000     # quicker
@@ -49,26 +57,36 @@ def write_csv(path: Path, rows: int, sources: int, seed: int) -> None:
 
 
 def time_pandas(path: Path) -> float:
-    """Seconds for pandas with the pyarrow engine to read the file."""
+    """Seconds for pandas with the pyarrow engine to read the file (in this process)."""
     start = time.perf_counter()
     pd.read_csv(path, engine="pyarrow")
     return time.perf_counter() - start
 
 
-def time_advise(path: Path) -> tuple[float, float, bool]:
-    """Seconds, peak RSS (MB) and torch-imported flag of `advise` in a fresh process."""
+def time_pandas_subprocess(path: Path) -> float:
+    """Seconds for a fresh process to import pandas and read the file (pyarrow engine)."""
+    probe = "import sys; import pandas as pd; pd.read_csv(sys.argv[1], engine='pyarrow')"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", probe, str(path)], check=True)
+    return time.perf_counter() - start
+
+
+def time_advise(path: Path) -> tuple[float, float, bool, bool]:
+    """Seconds, peak RSS (MB) and torch- and pandas-imported flags of `advise` in a fresh
+    process."""
     probe = ("import resource, sys, time; t = time.perf_counter(); "
              "from multisource.cli import main; code = main(['advise', sys.argv[1]]); "
              "print('@@', time.perf_counter() - t, "
              "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-             "'torch' in sys.modules, file=sys.stderr); sys.exit(code)")
+             "'torch' in sys.modules, 'pandas' in sys.modules, file=sys.stderr); "
+             "sys.exit(code)")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
                           text=True, env={**os.environ}, check=True)
     wall = time.perf_counter() - start
     line = next(x for x in done.stderr.splitlines() if x.startswith("@@"))
-    _, _, peak, torch = line.split()
-    return wall, float(peak), torch == "True"
+    _, _, peak, torch, pandas = line.split()
+    return wall, float(peak), torch == "True", pandas == "True"
 
 
 def write_parquet(path: Path, rows: int, sources: int, seed: int, group: int = 10**6) -> None:
@@ -134,19 +152,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "samples.csv"
         write_csv(path, args.rows, args.sources, args.seed)
-        reads, runs = [], []
+        reads, fresh_reads, runs = [], [], []
         for _ in range(args.repeats):
             reads.append(time_pandas(path))
+            fresh_reads.append(time_pandas_subprocess(path))
             runs.append(time_advise(path))
         size_mb = path.stat().st_size / 2**20
     read = float(np.median(reads))
+    fresh_read = float(np.median(fresh_reads))
     wall = float(np.median([r[0] for r in runs]))
     result = {"rows": args.rows, "features": 3, "sources": args.sources,
               "file_mb": round(size_mb, 1), "repeats": args.repeats,
               "pandas_pyarrow_read_s": round(read, 3), "advise_end_to_end_s": round(wall, 3),
               "ratio": round(wall / read, 2), "target_ratio": 2.0,
+              "target_met": wall / read <= 2.0,
+              "target_baseline": "pandas_pyarrow_read_s (the issue's wording: in this process)",
+              "pandas_pyarrow_read_subprocess_s": round(fresh_read, 3),
+              "ratio_subprocess": round(wall / fresh_read, 2),
               "advise_peak_rss_mb": round(max(r[1] for r in runs), 1),
-              "advise_imported_torch": any(r[2] for r in runs)}
+              "advise_imported_torch": any(r[2] for r in runs),
+              "advise_imported_pandas": any(r[3] for r in runs)}
+    out = (ROOT / "benchmarks" / "results" if args.update_results
+           else ROOT / "_build" / "benchmarks")
     if args.parquet_rows:
         with tempfile.TemporaryDirectory(dir=args.folder) as folder:
             path = Path(folder) / "samples.parquet"
@@ -159,9 +186,11 @@ def main() -> None:
                 "write_s": round(written, 1), "advise_s": round(wall, 2),
                 "rows_per_s": round(args.parquet_rows / wall), "peak_rss_mb": round(peak, 1),
                 "recommendation": answer["recommendation"], "clear": answer["clear"]}
+    elif (out / "advise_scale.json").is_file():
+        earlier = json.loads((out / "advise_scale.json").read_text()).get("out_of_core")
+        if earlier:
+            result["out_of_core"] = {**earlier, "from_an_earlier_run": True}
     print(json.dumps(result, indent=1))
-    out = (ROOT / "benchmarks" / "results" if args.update_results
-           else ROOT / "_build" / "benchmarks")
     out.mkdir(parents=True, exist_ok=True)
     (out / "advise_scale.json").write_text(json.dumps(result, indent=1) + "\n")
 

@@ -208,7 +208,7 @@ DIMENSION_SPLIT = Int(0, "d")   # d1: source-specific coordinates, at most d
 # cell except `profile` and `device` (set with --profile and --device).
 # `tests/test_parameter_ranges.py` fails when a chapter has a parameter without a range.
 PARAMETER_RANGES: dict[str, dict[str, Any]] = {
-    "00_scorecard": {"seed": SEED},
+    "00_scorecard": {},
     "01_formulation": {
         "seed": SEED,
         "K": Int(1, 10),            # one colour per source in the figures

@@ -18,6 +18,10 @@ experiments, readings or the book.
                   at the training size the score estimates and on TV at n; ties, regret.
 - `csvdata`       reading and checking a CSV of samples labelled by source (`fastread`: the
                   pyarrow reader of clean CSV and Parquet files).
+- `cellsums`      the Gaussian families' rule from per-(fold, source) sums: fits, held-out
+                  means and variances (shared by `sufficient` and `outofcore`).
+- `sufficient`    `advise` for the Gaussian families on large data in memory, from those sums
+                  (the same answer; `cli` uses it from 20,000 rows on).
 - `outofcore`     `advise` on Parquet files larger than memory: per-(fold, source) sums of
                   moments up to order four in DuckDB, the same rule from them.
 - `collapse`      recursive training on generated data (model collapse), pooled against separate.

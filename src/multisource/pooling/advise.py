@@ -15,7 +15,9 @@ fitted on, by the mean held-out log-likelihood per sample log p_hat(x | y):
 
 The Gaussian families are fitted and the inner choice is scored from per-(fold, source)
 sufficient statistics computed in one pass; only the outer held-out values are evaluated row
-by row (they are needed for the paired intervals).
+by row (they are needed for the paired intervals). `sufficient.advise_sufficient` gives the
+same answer for those families from per-cell sums alone (what `multisource advise` uses on
+large files).
 
 The recommendation is the strategy with the best score. Its uncertainty: the paired
 per-sample differences of held-out log-likelihood between the best and each other strategy,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,18 @@ MISSING = {"", "nan", "na", "n/a", "null", "none"}
 
 @dataclass(frozen=True)
 class LabelledSamples:
-    """Features (n, p), integer source labels, the source names and the feature columns."""
+    """Feature columns (p arrays of n numbers), integer source labels, the source names and
+    the feature columns' names; `x` stacks the columns (n, p)."""
 
-    x: np.ndarray
+    values: tuple[np.ndarray, ...]
     y: np.ndarray
     sources: tuple[str, ...]
     columns: tuple[str, ...]
+
+    @cached_property
+    def x(self) -> np.ndarray:
+        """The features as one C-ordered (n, p) array (made when first asked for)."""
+        return np.column_stack(self.values)
 
 
 def display_name(path: Path) -> str:
@@ -121,23 +128,23 @@ def read_checked(path: Path) -> LabelledSamples:
         raise InputError(f"{name} holds a single source ({sources[0]!r}); pooling against "
                          "separate models needs at least 2 sources")
 
-    x = np.empty((len(frame), len(features)))
-    for j, column in enumerate(features):
+    values = []
+    for column in features:
         text = frame[column].str.strip()
-        values = pd.to_numeric(text, errors="coerce").to_numpy(float)
+        numbers = pd.to_numeric(text, errors="coerce").to_numpy(float)
         missing = text.str.lower().isin(MISSING).to_numpy()
         if missing.any():
             line = int(lines[np.flatnonzero(missing)[0]])
             raise InputError(f"{name}: column {column!r} has a missing value (NaN) on line {line}")
-        bad = np.flatnonzero(np.isnan(values))
+        bad = np.flatnonzero(np.isnan(numbers))
         if bad.size:
             raise InputError(f"{name}: column {column!r} is not numeric "
                              f"(line {int(lines[bad[0]])} holds {text.iloc[bad[0]]!r})")
-        infinite = np.flatnonzero(~np.isfinite(values))
+        infinite = np.flatnonzero(~np.isfinite(numbers))
         if infinite.size:
             raise InputError(f"{name}: column {column!r} has a non-finite value on line "
                              f"{int(lines[infinite[0]])}")
-        x[:, j] = values
+        values.append(numbers)
     index = {s: i for i, s in enumerate(sources)}
     y = labels.map(index).to_numpy(np.int64)
-    return LabelledSamples(x, y, sources, tuple(features))
+    return LabelledSamples(tuple(values), y, sources, tuple(features))

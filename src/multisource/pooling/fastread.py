@@ -1,6 +1,7 @@
 """Fast reading of labelled samples with pyarrow (CSV and Parquet).
 
-`read_fast` returns the samples (x, y, source names, feature columns) when the file is clean
+`read_fast` returns the samples (feature columns, y, source names, feature names) when the
+file is clean
 (unique non-empty header names, a `source` column of non-empty labels, numeric finite
 features, at least 2 sources) and None otherwise, so that `csvdata.read_checked` reads it
 again line by line and names the problem.
@@ -27,7 +28,7 @@ def _numpy(array: object, dtype: type) -> np.ndarray:
                          * np.dtype(dtype).itemsize)
 
 
-Columns = tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]
+Columns = tuple[tuple[np.ndarray, ...], np.ndarray, tuple[str, ...], tuple[str, ...]]
 
 
 def _labels(column: object) -> tuple[np.ndarray, list[str]] | None:
@@ -55,8 +56,8 @@ def _labels(column: object) -> tuple[np.ndarray, list[str]] | None:
 
 
 def _samples(table: object, name: str, strict: bool) -> Columns | None:
-    """(x, y, sources, feature columns) of a pyarrow table, or None (strict: an InputError
-    instead)."""
+    """(feature columns, y, sources, feature names) of a pyarrow table, or None (strict: an
+    InputError instead)."""
     import pyarrow as pa
 
     def fail(message: str) -> None:
@@ -76,26 +77,25 @@ def _samples(table: object, name: str, strict: bool) -> Columns | None:
     y, names = labels
     if len(names) < 2:
         return fail("holds a single source")
-    x = np.empty((table.num_rows, len(features)))   # type: ignore[attr-defined]
-    for j, column in enumerate(features):
-        values = table[column]   # type: ignore[index]
-        if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
-            return fail(f"column {column!r} is not numeric ({values.type})")
-        if values.null_count:
+    values = []
+    for column in features:
+        data = table[column]   # type: ignore[index]
+        if not (pa.types.is_floating(data.type) or pa.types.is_integer(data.type)):
+            return fail(f"column {column!r} is not numeric ({data.type})")
+        if data.null_count:
             return fail(f"column {column!r} has missing values")
-        start = 0
-        for chunk in values.chunks:   # (Array.cast imports pyarrow.compute: floats as they are)
-            chunk = chunk if chunk.type == pa.float64() else chunk.cast(pa.float64())
-            x[start:start + len(chunk), j] = _numpy(chunk, np.float64)
-            start += len(chunk)
-    if not np.isfinite(x).all():
+        # (Array.cast imports pyarrow.compute: floats as they are)
+        values.append(np.concatenate([
+            _numpy(chunk if chunk.type == pa.float64() else chunk.cast(pa.float64()),
+                   np.float64) for chunk in data.chunks]))
+    if not all(np.isfinite(v).all() for v in values):
         return fail("a feature is not finite")
-    return x, y, tuple(names), tuple(features)
+    return tuple(values), y, tuple(names), tuple(features)
 
 
 def read_fast(path: Path) -> Columns | None:
-    """(x, y, sources, columns) of a clean CSV or Parquet file, else None (CSV) or an
-    InputError (Parquet)."""
+    """(feature columns, y, sources, feature names) of a clean CSV or Parquet file, else None
+    (CSV) or an InputError (Parquet)."""
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 

@@ -5,7 +5,8 @@ z = (u, u^2) and of z z' (moments of the standardised features u up to order fou
 (`families.Moments`), the inner choice of the partial weight, and the mean and variance of
 every held-out log-likelihood and of every paired difference, since a row's log-likelihood
 under a diagonal Gaussian fit is a quadratic c + a'u + b'u^2 with coefficients fixed within a
-(fold, source) cell. DuckDB computes the sums in two streaming passes over the file (the
+(fold, source) cell (the algebra is `cellsums`, shared with the in-memory `sufficient`).
+DuckDB computes the sums in two streaming passes over the file (the
 columns' centring and pooled within-source scale, then the sums of the standardised values),
 never holding the rows. Folds are assigned by a multiplicative hash of the row number (not
 shuffled within each source: a source's rows spread over the folds at random, equal sizes
@@ -28,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from multisource.common.validation import InputError, check_float, check_int
-from multisource.pooling.advise import DEFAULT_WEIGHTS, STRATEGIES
-from multisource.pooling.crossover import MeanInterval, t_quantile
-from multisource.pooling.families import Moments, Params, gaussian_sum_loglik, get_family, mix
+from multisource.pooling.advise import DEFAULT_WEIGHTS
+from multisource.pooling.cellsums import CellSums, decide, score_moments
+from multisource.pooling.crossover import MeanInterval
+from multisource.pooling.families import get_family
 
 HASH_MULTIPLIER = 2654435761   # Knuth's multiplicative hash (mod 2^32)
 SOURCE_COLUMN = "source"
@@ -40,21 +42,6 @@ def fold_of_rows(rows: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Fold of each row number: ((row + seed) * 2654435761 mod 2^32) mod folds."""
     rows = np.asarray(rows, np.int64)
     return ((rows + seed) * HASH_MULTIPLIER % 2**32) % folds
-
-
-@dataclass(frozen=True)
-class CellSums:
-    """Per-(fold, source) count (F, K), sums of z = (u, u^2) (F, K, 2p) and of z z'
-    (F, K, 2p, 2p), on the standardised features u."""
-
-    n: np.ndarray
-    z: np.ndarray
-    zz: np.ndarray
-
-    def moments(self) -> Moments:
-        """The Gaussian families' sufficient statistics (F, K), (F, K, p), (F, K, p)."""
-        p = self.z.shape[-1] // 2
-        return Moments(self.n, self.z[..., :p], self.z[..., p:])
 
 
 def _connect(memory_limit: str, threads: int | None) -> Any:
@@ -141,41 +128,7 @@ def cell_sums(path: str | Path, folds: int = 5, seed: int = 0, memory_limit: str
         cz[f, k] = row[3:3 + 2 * p]
         for (a, b), v in zip(pairs, row[3 + 2 * p:], strict=True):
             czz[f, k, a, b] = czz[f, k, b, a] = v
-    return CellSums(cn, cz, czz), names, tuple(features), centre, scale
-
-
-@dataclass(frozen=True)
-class Quadratic:
-    """Per-(fold, source) coefficients of a per-row value c + w'z, z = (u, u^2)."""
-
-    c: np.ndarray   # (F, K)
-    w: np.ndarray   # (F, K, 2p)
-
-    def __sub__(self, other: Quadratic) -> Quadratic:
-        return Quadratic(self.c - other.c, self.w - other.w)
-
-    def interval(self, sums: CellSums, level: float, source: int | None = None
-                 ) -> MeanInterval:
-        """Student-t interval of the mean per-row value (over one source's rows if given)."""
-        keep = (slice(None), slice(None) if source is None else slice(source, source + 1))
-        n, z, zz = sums.n[keep], sums.z[keep], sums.zz[keep]
-        c, w = self.c[keep], self.w[keep]
-        total = float((n * c).sum() + np.einsum("fka,fka->", w, z))
-        square = float((n * c**2).sum() + 2 * np.einsum("fk,fka,fka->", c, w, z)
-                       + np.einsum("fka,fkab,fkb->", w, zz, w))
-        count = float(n.sum())
-        mean = total / count
-        var = max(square - count * mean**2, 0.0) / (count - 1)
-        half = t_quantile(int(count) - 1, 0.5 + level / 2) * np.sqrt(var / count)
-        return MeanInterval(mean, mean - half, mean + half, int(count))
-
-
-def _coefficients(params: Params) -> tuple[np.ndarray, np.ndarray]:
-    """(c (K,), w (K, 2p)) of log N(u; mean, var) = c + w'(u, u^2)."""
-    mean = params["mean"]
-    var = params["var"] if "var" in params else np.ones_like(mean)
-    c = -0.5 * (mean**2 / var + np.log(2 * np.pi * var)).sum(axis=1)
-    return c, np.concatenate([mean / var, -0.5 / var], axis=1)
+    return CellSums.from_raw(cn, cz, czz), names, tuple(features), centre, scale
 
 
 @dataclass(frozen=True)
@@ -227,39 +180,16 @@ def advise_sums(sums: CellSums, sources: Sequence[str], family: str = "gaussian"
         raise InputError(f"every source needs at least {2 * folds} rows (2 x folds)")
     specific = np.zeros(moments.s.shape[-1], bool)
     grid = np.asarray(sorted({float(w) for w in (*weights, 0.0, 1.0)}))
-    coeffs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {s: [] for s in STRATEGIES}
-    fold_weights = []
-    for f in range(folds):
-        train = np.arange(folds) != f
-        separate, pooled = fam.fit_moments(moments[train].total(), specific)
-        inner = np.zeros(grid.size)
-        for g in np.flatnonzero(train):
-            sep_g, pool_g = fam.fit_moments(moments[train & (np.arange(folds) != g)].total(),
-                                            specific)
-            inner += [gaussian_sum_loglik(mix(sep_g, pool_g, float(w)), moments[g])
-                      for w in grid]
-        weight = float(grid[int(np.argmax(inner))])
-        fold_weights.append(weight)
-        for name, params in (("pooled", pooled), ("separate", separate),
-                             ("partial", mix(separate, pooled, weight)),
-                             ("shrunk", fam.fit_shrunk(moments[train].total(), specific))):
-            coeffs[name].append(_coefficients(params))
-    quad = {s: Quadratic(np.stack([c for c, _ in v]), np.stack([w for _, w in v]))
-            for s, v in coeffs.items()}
-    candidates = [s for s in STRATEGIES
-                  if not (s == "partial" and set(fold_weights) <= {0.0} | {1.0}
-                          and len(set(fold_weights)) == 1)]
-    scores = {s: quad[s].interval(sums, level) for s in STRATEGIES}
-    order = {s: i for i, s in enumerate(("pooled", "separate", "shrunk", "partial"))}
-    best = max(candidates, key=lambda s: (scores[s].mean, -order[s]))
-    others = [s for s in candidates if s != best]
-    each = 1.0 - (1.0 - level) / max(len(others), 1)
-    comparisons = {o: (quad[best] - quad[o]).interval(sums, each) for o in others}
+    scored = score_moments(fam, moments, specific, grid)
+    quad = {s: scored.quadratic(s) for s in scored.names}
+    scores = {s: quad[s].interval(sums, level) for s in scored.names}
+    decision = decide(scored, quad, scores, sums, level)
     per_source = {name: (quad["pooled"] - quad["separate"]).interval(sums, level, k)
                   for k, name in enumerate(sources)}
     counts = tuple(int(c) for c in sums.n.sum(axis=0))
-    return OutOfCoreAdvice(family, tuple(sources), counts, scores, best, comparisons, each,
-                           per_source, tuple(fold_weights))
+    return OutOfCoreAdvice(family, tuple(sources), counts, scores, decision.recommendation,
+                           dict(decision.comparisons), decision.each, per_source,
+                           scored.fold_weights)
 
 
 def advise_parquet(path: str | Path, family: str = "gaussian", *, folds: int = 5,
