@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,40 +119,25 @@ def test_a_minimum_is_confirmed_only_by_a_rise_beyond_the_summed_standard_errors
     assert reached.set_index("setting").loc["3", "unconfirmed"] == "8 3 5"   # seeds 1-5
 
 
-def test_the_extension_replaces_only_the_runs_it_retrained():
-    """Seed 0's model 1 was capped in the base run; the extension retrained it (a later
-    plateau step, rule fired). Seed 1's model 1 is not in the extension yet: it keeps its
-    base rows. A run of the extension for a seed the base has not finished is not added."""
-    base = _frame(seeds=2, capped=("1",), improving=("1",))
-    ext = base[(base["model"] == "1") & (base["seed"] == 0)].copy()
-    ext["plateau_reached"], ext["stop_step"], ext["plateau_step"] = True, 96, 64
-    ext = pd.concat([ext, ext.assign(seed=5)], ignore_index=True)
-    merged, replaced = r.with_extension(base, ext)
-    assert replaced == 1 and len(merged) == len(base)
-    table = r.plateau_table(merged).set_index(["seed", "model"])
-    assert bool(table.loc[(0, "1"), "plateau_reached"])
-    assert table.loc[(0, "1"), "plateau_step"] == 64
-    assert not bool(table.loc[(1, "1"), "plateau_reached"])
-    assert 5 not in set(merged["seed"])
-    unchanged, none = r.with_extension(base, ext.iloc[0:0])
-    assert none == 0 and unchanged is base
-
-
 def test_the_extension_check_counts_a_confirmed_minimum_the_longer_run_beat_as_a_false_pass():
-    """Seed 0's model 8 3 5 was capped at 48 with its best at 32 and a rise of 2.5 SE
-    (confirmed). Extended, in case (a) the rule fires at 64 with the same best snapshot; in
-    case (b) the bound falls to -1.35 at 64 (a later, better snapshot): a false pass."""
+    """Seed 0's model 8 3 5 reached its cap (48) with its best at 32 and a rise of 2.5 SE
+    (confirmed), its rule not fired at this tolerance, and was extended. In case (a) the rule
+    fires at 64 with the same best snapshot; in case (b) the bound falls to -1.35 at 64 (a
+    later, better snapshot): a false pass. Runs that were not extended are not listed."""
+    config = dataclasses.replace(SMOKE, plateau_tol_bits=0.01)
     values = [-1.0, -1.2, -1.28, -1.3, -1.27, -1.25]
-    before = _with_curve(_frame(seeds=1, capped=("8 3 5",)), "8 3 5", values, [0.01] * 6)
     for later, same, gain in [(-1.26, True, 0.0), (-1.35, False, 0.05)]:
-        after = _with_curve(_frame(seeds=1), "8 3 5", [*values, -1.2, later], [0.01] * 8)
-        key = (after["model"] == "8 3 5") & (after["kind"] == "multi")
-        after.loc[key, ["cap_step", "stop_step"]] = 96, 64
-        after.loc[key, "plateau_step"] = 32 if same else 64
-        check = r.extension_check(before, after)
+        frame = _with_curve(_frame(seeds=1), "8 3 5", [*values, -1.2, later], [0.01] * 8)
+        frame["extended"] = frame["model"] == "8 3 5"
+        key = (frame["model"] == "8 3 5") & (frame["kind"] == "multi")
+        frame.loc[key, ["cap_step", "stop_step"]] = 96, 64
+        frame.loc[key, "plateau_step"] = 32 if same else 64
+        check = r.extension_check(frame, config)
         assert list(check["model"]) == ["8 3 5"]
         row = check.iloc[0]
+        assert not bool(row["plateau_reached_base"]) and row["plateau_step_base"] == 32
         assert bool(row["minimum_confirmed_base"]) and bool(row["plateau_reached_extended"])
+        assert row["rise_z_base"] == pytest.approx(0.05 / 0.02)
         assert bool(row["same_snapshot"]) is same
         assert row["gain_bits"] == pytest.approx(gain)
 

@@ -16,9 +16,9 @@ from multisource.experiments import edm2_similarity as exp
 TINY_BASE = dataclasses.replace(
     base.SMOKE, groups=(), eval_grid=(8, 12, 16, 24), cap_per_class=8, samples_per_class=8,
     heldout_per_class=10, validation_per_class=10, nll_sigmas=4, grid_per_class=1)
-TINY = exp.Edm2SimilarityConfig(base=TINY_BASE, anchor=8,
-                                groups=(("near", "digits", (8, 3, 5)),
-                                        ("far", "digits", (8, 0, 1))), cap_factor=2)
+TINY = exp.Edm2SimilarityConfig(base=dataclasses.replace(TINY_BASE, extension_factor=2),
+                                anchor=8, groups=(("near", "digits", (8, 3, 5)),
+                                                  ("far", "digits", (8, 0, 1))))
 
 
 @pytest.mark.parametrize("profile", sorted(exp.PROFILES))
@@ -35,12 +35,15 @@ def test_every_profile_compares_k3_groups_with_one_single_source_model_per_class
     assert [t["seed"] for t in exp.tasks(config)[1:]] == list(config.base.seeds)
 
 
-def test_book_keeps_the_converged_training_and_changes_only_the_design_and_cap():
+def test_book_keeps_the_converged_training_and_changes_only_the_design_and_grid():
     design = exp.BOOK.converged()
     changed = {f.name for f in dataclasses.fields(design)
                if getattr(design, f.name) != getattr(base.BOOK, f.name)}
-    assert changed == {"centre", "k_values", "groups", "cap_per_class"}
-    assert design.cap_per_class == 4 * base.BOOK.cap_per_class
+    assert changed == {"centre", "k_values", "groups", "extension_grid"}
+    assert design.extension_factor == 4 and design.extension_grid == ()
+    # a single-source model may train to 4x its cap; a K = 3 model to the grid's last step
+    assert base.extended_cap_steps(design, 1) == 4 * base.cap_steps(design, 1)
+    assert base.extended_cap_steps(design, 3) == max(design.eval_grid)
     assert len(exp.BOOK.base.seeds) == 8
     # the converged design's two groups are on the axis, and at least three more
     classes = [g[2] for g in exp.BOOK.groups]
@@ -58,8 +61,9 @@ def test_bad_groups_are_refused_with_the_parameter_named():
         dataclasses.replace(TINY, groups=(("x", "d", (3, 8, 5)),)).converged()
     with pytest.raises(InputError, match="groups"):
         dataclasses.replace(TINY, groups=()).converged()
-    with pytest.raises(InputError, match="cap_factor"):
-        dataclasses.replace(TINY, cap_factor=0).converged()
+    with pytest.raises(InputError, match="extension_factor"):
+        exp.tasks(dataclasses.replace(TINY, base=dataclasses.replace(TINY_BASE,
+                                                                     extension_factor=0)))
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +94,8 @@ def test_rows_carry_the_similarity_of_every_group_and_every_arm(tiny_rows):
     assert list(sim["group"]) == ["near", "far"]
     assert (sim["fcd_to_anchor"] > 0).all()
     scored = tiny_rows[tiny_rows["kind"].isin(["multi", "single"])]
-    assert (scored["cap_factor"] == 2).all()
+    runs = scored.groupby("model").first()
+    assert (runs["cap_step"] <= 2 * TINY_BASE.cap_per_class * runs["K"]).all()
     assert set(scored["model"]) == {"8", "3", "5", "0", "1", "8 3 5", "8 0 1"}
     for arm in base.ARMS:
         picked = scored[scored[f"arm_{arm}"].astype(bool)]

@@ -54,6 +54,8 @@ def _stored_results_summary(chapter_stem: str) -> list[str]:
                          f"{record.get('device')}, {record.get('wall_time_s')} s, "
                          f"commit {str(record.get('git_commit'))[:10]}, "
                          f"code {record.get('code_hash')}, config {record.get('config_hash')}"
+                         + (f"; {migration_text(record['migration'])}"
+                            if record.get("migration") else "")
                          + "".join(f"; {restamp_text(r)}" for r in record.get("restamps", [])))
     return parts or ["none: everything is computed when the notebook runs"]
 
@@ -70,6 +72,16 @@ def restamp_text(entry: dict) -> str:
         evidence.append(f"{len(entry['tasks'])} tasks rerun, {rerun}")
     return (f"restamped from code {entry.get('from_code_hash')} at commit "
             f"{str(entry.get('at_commit'))[:10]} ({'; '.join(evidence) or 'no evidence'})")
+
+
+def migration_text(entry: dict) -> str:
+    """A migration record in words: the source tables, the runs each gave, and the rule."""
+    runs = entry.get("runs", {})
+    sources = ", ".join(f"{s.get('experiment')} (sha256 {str(s.get('csv_sha256'))[:12]}, "
+                        f"{runs.get(s.get('experiment'), 0)} runs)"
+                        for s in entry.get("sources", []))
+    return (f"migrated at commit {str(entry.get('sources_commit'))[:10]} from {sources}: "
+            f"{entry.get('rule')} ({entry.get('alone')})")
 
 
 def _execution_summary(chapter: Chapter) -> str:

@@ -18,6 +18,12 @@ trains EDM2-XS on ImageNet class subsets, paper.md 5b) keeps its data and networ
   with fixed noise, so its step-to-step change is a paired, low-noise estimate; its standard
   error is recorded with every check. The cap scales with per-class exposure:
   `cap_per_class` x K steps. `plateau_reached` is recorded per model;
+* extension: a model that reaches its cap before its rule has fired keeps training in the
+  same stack (the others leave as they finish) up to `extension_factor` times its cap budget,
+  evaluated on `eval_grid` followed by `extension_grid`, and stops there or where its rule
+  fires. The learning-rate schedule, the EMA and each model's (seed, step) batches do not
+  depend on where training ends, so the extension only lengthens the run; `extended` marks
+  such a run and `cap_step` is then its extended cap. With the defaults (1, ()) no run extends;
 * arms read off the same run: (a) `paper` - the authors' preset budget ratios, (b) `equal` -
   `equal_steps` for every model, (d) `exposure` - `equal_steps` x K (the same images per class),
   (c) `plateau` - the evaluated snapshot with the best validation bound, up to the step at
@@ -41,6 +47,7 @@ import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +100,8 @@ class Edm2ConvergedConfig:
     eval_grid: tuple[int, ...] = (256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144,
                                   8192, 12288, 16384, 24576, 32768, 40960)
     cap_per_class: int = 4096
+    extension_factor: int = 1                # a run capped before its rule fired goes on to
+    extension_grid: tuple[int, ...] = ()     # this many times its cap, evaluated here too
     plateau_tol_bits: float = 0.01
     plateau_factor: float = 1.5
     plateau_patience: int = 2
@@ -120,7 +129,8 @@ SMOKE = Edm2ConvergedConfig(
     grid_per_class=2)
 BOOK = Edm2ConvergedConfig(
     domain="pool", resolution=8, centre=first.FASHION_CENTRE, k_values=(1, 3, 5, 10), n=100,
-    groups=(("cat + digit 1", "low", (6, 12, 21)),), seeds=tuple(range(8)))
+    groups=(("cat + digit 1", "low", (6, 12, 21)),), seeds=tuple(range(8)),
+    extension_factor=4, extension_grid=(49152, 65536, 81920))
 # For one GPU, sized to finish in minutes: the book design with 4 seeds and the same network.
 GPU = Edm2ConvergedConfig(**{**asdict(BOOK), "seeds": (100, 101, 102, 103)})
 PROFILES = {"smoke": SMOKE, "book": BOOK, "paper": GPU}
@@ -177,12 +187,35 @@ def _on_grid(config: Edm2ConvergedConfig, steps: float) -> int:
 
 
 def cap_steps(config: Edm2ConvergedConfig, k: int) -> int:
-    """The largest grid step at or below cap_per_class x K (the run's hard limit)."""
+    """The largest grid step at or below cap_per_class x K (where the rule must have fired
+    for the run to stop without extending)."""
     grid = [s for s in config.eval_grid if s <= config.cap_per_class * k]
     if not grid:
         raise InputError(f"cap_per_class x K = {config.cap_per_class * k} is below the first "
                          f"evaluation step {config.eval_grid[0]}")
     return grid[-1]
+
+
+def full_grid(config: Edm2ConvergedConfig) -> tuple[int, ...]:
+    """Every evaluation step a run can reach: `eval_grid`, then `extension_grid`."""
+    steps = config.extension_grid
+    if steps and (steps[0] <= max(config.eval_grid)
+                  or any(b <= a for a, b in pairwise(steps))):
+        raise InputError(f"extension_grid must be increasing steps after the last evaluation "
+                         f"step {max(config.eval_grid)}, got {steps}")
+    return tuple(config.eval_grid) + tuple(steps)
+
+
+def extended_cap_steps(config: Edm2ConvergedConfig, k: int) -> int:
+    """The largest step of `full_grid` at or below extension_factor x cap_per_class x K: the
+    most a K-class run trains (its cap when `extension_factor` is 1)."""
+    factor = config.extension_factor
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise InputError(f"extension_factor must be an integer >= 1, got {factor!r}")
+    cap, grid = cap_steps(config, k), full_grid(config)
+    if factor == 1:
+        return cap
+    return max([cap] + [s for s in grid if s <= factor * config.cap_per_class * k])
 
 
 def plateau_fires(steps: list[int], values: list[float], tol: float, factor: float,
@@ -207,6 +240,8 @@ def plateau_fires(steps: list[int], values: list[float], tol: float, factor: flo
 
 def tasks(config: Edm2ConvergedConfig) -> list[dict[str, Any]]:
     """The similarity measurement, then one task per seed (all its models train together)."""
+    for classes in design_models(config):
+        extended_cap_steps(config, len(classes))   # a bad extension rule fails before any work
     return [{"kind": "similarity"}] + [{"kind": "seed", "seed": s} for s in config.seeds]
 
 
@@ -249,8 +284,10 @@ class _Model:
     classes: tuple[int, ...]
     arms: dict[str, int]
     cap: int
+    limit: int                       # the extended cap (the cap itself without extension)
     curve_steps: list[int]
     curve_values: list[float]
+    extended: bool = False
     stop: int | None = None
     done: bool = False
     scored: tuple[int, ...] = ()
@@ -339,15 +376,16 @@ def _run_seed(config: Edm2ConvergedConfig, task: dict[str, Any], device: torch.d
         model_channels=config.model_channels, channel_mult=config.channel_mult,
         num_blocks=config.num_blocks, attn_resolutions=(), P_mean=config.P_mean,
         P_std=config.P_std)
+    grid = full_grid(config)
     train_config = TrainConfig(
-        batch_size=config.batch_size, total_steps=max(config.eval_grid), lr_ref=config.lr_ref,
+        batch_size=config.batch_size, total_steps=max(grid), lr_ref=config.lr_ref,
         t_ref_steps=config.t_ref_steps, warmup_steps=config.warmup_steps,
-        ema_stds=(config.ema_std,), seed=seed, checkpoint_every=max(config.eval_grid),
-        log_every=max(config.eval_grid), lr_decay=config.lr_decay)
+        ema_stds=(config.ema_std,), seed=seed, checkpoint_every=max(grid),
+        log_every=max(grid), lr_decay=config.lr_decay)
     members = [StackMember(s["images"], s["labels"], train_config) for s in setups]
     trainer = StackedTrainer(model_config, members, device)
     states = [_Model(classes, arm_steps(config, len(classes)), cap_steps(config, len(classes)),
-                     [], []) for classes in designs]
+                     extended_cap_steps(config, len(classes)), [], []) for classes in designs]
     rows: list[dict[str, Any]] = []
     active = list(range(len(designs)))
     loss_sums = np.zeros(len(designs))
@@ -365,7 +403,7 @@ def _run_seed(config: Edm2ConvergedConfig, task: dict[str, Any], device: torch.d
         trainer.keep(active)
         trainer.load_state_dict(saved["trainer"])
     segment_start = time.perf_counter()
-    for grid_step in config.eval_grid:
+    for grid_step in grid:
         if not active:
             break
         if grid_step <= trainer.step_count:
@@ -407,6 +445,8 @@ def _run_seed(config: Edm2ConvergedConfig, task: dict[str, Any], device: torch.d
                 rows += _score_arm(config, data, model, state, grid_step, arms, seed, device,
                                    cfg1)
                 state.scored = (*state.scored, grid_step)
+            if state.stop is None and state.cap <= grid_step < state.limit:
+                state.cap, state.extended = state.limit, True   # the extension rule
             if state.stop == grid_step or (state.stop is None and grid_step >= state.cap):
                 # arm (c): the best validation snapshot up to the stop (or the cap, flagged)
                 if state.best_step in state.scored:
@@ -439,7 +479,8 @@ def _run_seed(config: Edm2ConvergedConfig, task: dict[str, Any], device: torch.d
         for row in rows:
             if row.get("model") == model_key(state.classes):
                 row.update(stop_step=state.stop, plateau_reached=state.stop > 0,
-                           plateau_step=state.best_step, cap_step=state.cap)
+                           plateau_step=state.best_step, cap_step=state.cap,
+                           extended=state.extended)
     wall = seconds_before + time.perf_counter() - segment_start
     cpu = round(time.process_time() - cpu_started, 2)
     for row in rows:

@@ -27,12 +27,12 @@ floating-point rounding of the batched arithmetic). They are retrained here, not
 the converged table, because FCD and accuracy must be measured with one classifier for
 multi and single, and the stored table's classifier cannot be rebuilt bit for bit.
 
-The one change from the converged design's `book` profile: the cap. That design capped a
-model at `cap_per_class` x K steps, and its extension (`edm2_extension`) retrained the models
-the cap stopped before their rule fired (digit 1) alone with a 4x cap. Here every model gets
-the 4x cap from the start (`cap_factor`), multi and single alike; a model whose rule fires
-before the old cap trains and stops exactly as before (the schedule does not depend on the
-cap), and one that would have been capped goes on, as in the extension, within this task.
+The cap is the converged design's, with its extension rule (`extension_factor` = 4 at `book`):
+a model that reaches `cap_per_class` x K steps before its rule fires goes on, in the same
+stack, up to 4 times that, multi and single alike; a model whose rule fires before the cap
+trains and stops as if there were no extension (the schedule does not depend on the cap). One
+change from the converged design's `book` profile: no evaluation steps past its grid
+(`extension_grid` is empty), so a K = 3 model stops at the grid's last step, 40,960, at most.
 
 Each seed is one task; it checkpoints after every evaluation and resumes from there (the
 converged design's mechanism; `task_wall_s` counts every segment).
@@ -54,28 +54,25 @@ NAME = "edm2_similarity"
 
 @dataclass(frozen=True)
 class Edm2SimilarityConfig:
-    """The converged profile whose training settings are used, the anchor, the compared K = 3
-    groups (name, domain label, classes with the anchor first) and the cap factor."""
+    """The converged profile whose training settings (cap and extension rule included) are
+    used, the anchor, and the compared K = 3 groups (name, domain label, classes with the
+    anchor first)."""
 
     base: base.Edm2ConvergedConfig
     anchor: int
     groups: tuple[tuple[str, str, tuple[int, ...]], ...]
-    cap_factor: int = 4
 
     def converged(self) -> base.Edm2ConvergedConfig:
         """The converged config of this design: the anchor alone as its K sweep, these groups
-        as its compared groups, the cap `cap_factor` times the base cap; every other field
-        (network, training, plateau rule, grid, scoring, seeds) is the base profile's."""
+        as its compared groups; every other field (network, training, plateau rule, cap and
+        extension rule, grid, scoring, seeds) is the base profile's."""
         if not self.groups:
             raise InputError("groups must name at least one group")
         for name, _, classes in self.groups:
             if len(classes) < 2 or classes[0] != self.anchor or len(set(classes)) != len(classes):
                 raise InputError(f"groups: {name} must list distinct classes, anchor "
                                  f"{self.anchor} first, got {classes}")
-        if not isinstance(self.cap_factor, int) or self.cap_factor < 1:
-            raise InputError(f"cap_factor must be an integer >= 1, got {self.cap_factor}")
-        return replace(self.base, centre=(self.anchor,), k_values=(1,), groups=self.groups,
-                       cap_per_class=self.base.cap_per_class * self.cap_factor)
+        return replace(self.base, centre=(self.anchor,), k_values=(1,), groups=self.groups)
 
 
 def tasks(config: Edm2SimilarityConfig) -> list[dict[str, Any]]:
@@ -84,9 +81,9 @@ def tasks(config: Edm2SimilarityConfig) -> list[dict[str, Any]]:
 
 
 def model_caps(config: Edm2SimilarityConfig) -> dict[str, int]:
-    """Every model of a seed (by key) and its cap in steps (the most it can train)."""
+    """Every model of a seed (by key) and the most steps it can train (its extended cap)."""
     design = config.converged()
-    return {base.model_key(m): base.cap_steps(design, len(m))
+    return {base.model_key(m): base.extended_cap_steps(design, len(m))
             for m in base.design_models(design)}
 
 
@@ -100,12 +97,8 @@ def task_cost(config: Edm2SimilarityConfig, task: dict[str, Any]) -> float:
 
 def run_task(config: Edm2SimilarityConfig, task: dict[str, Any], device: torch.device
              ) -> list[dict[str, Any]]:
-    """The similarity measurement, or every model of one seed (the converged design's task),
-    with the cap factor on every row."""
-    rows = base.run_task(config.converged(), task, device)
-    for row in rows:
-        row["cap_factor"] = config.cap_factor
-    return rows
+    """The similarity measurement, or every model of one seed (the converged design's task)."""
+    return base.run_task(config.converged(), task, device)
 
 
 # Pool labels: Fashion 0-9 (0 T-shirt, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal,
@@ -119,12 +112,14 @@ BOOK_GROUPS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("cat + digit 1", "three domains", (6, 12, 21)),  # the converged design's contrast group
 )
 SMOKE = Edm2SimilarityConfig(
-    base=replace(base.SMOKE, groups=()), anchor=8,
+    base=replace(base.SMOKE, groups=(), extension_factor=2), anchor=8,
     groups=(("near", "digits", (8, 3, 5)), ("mid", "digits", (8, 9, 2)),
-            ("far", "digits", (8, 0, 1))), cap_factor=2)
-BOOK = Edm2SimilarityConfig(base=base.BOOK, anchor=6, groups=BOOK_GROUPS)
+            ("far", "digits", (8, 0, 1))))
+BOOK = Edm2SimilarityConfig(base=replace(base.BOOK, extension_grid=()), anchor=6,
+                            groups=BOOK_GROUPS)
 # For one GPU: the book design on the converged design's GPU seeds (the same network).
-GPU = Edm2SimilarityConfig(base=base.GPU, anchor=6, groups=BOOK_GROUPS)
+GPU = Edm2SimilarityConfig(base=replace(base.GPU, extension_grid=()), anchor=6,
+                           groups=BOOK_GROUPS)
 PROFILES = {"smoke": SMOKE, "book": BOOK, "paper": GPU}
 
 register(Experiment(

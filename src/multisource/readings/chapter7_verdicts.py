@@ -1,9 +1,8 @@
 """Chapter 7's verdicts on the paper's claims, from the stored converged-design tables.
 
-Reads `edm2_converged` with the two extension runs merged in (a (seed, model) run that an
-extension retrained is replaced by the extension's rows, as `edm2_converged_reading` does),
-takes every model at its plateau snapshot (or another arm), and per seed reduces each
-compared group to the difference multi - single of one metric, for the anchor class and for
+Reads `edm2_converged` (every run to its stopping rule, extended past its cap where the cap
+came first), takes every model at its plateau snapshot (or another arm), and per seed reduces
+each compared group to the difference multi - single of one metric, for the anchor class and for
 the K-class average. The claims of `claims.TESTS` for chapter 7 are then tested with the
 paired per-seed tests of `inference`, Holm within the family "ch7 plateau". The group
 definitions come from the table itself (its similarity rows), not from the experiment code.
@@ -25,38 +24,13 @@ METRICS = ("nll_bits", "fcd", "accuracy")
 SCOPES = ("anchor", "K-average")
 ARMS = ("paper", "equal", "exposure", "plateau")
 SIMILAR, DISSIMILAR = "K3", "cat + digit 1"
-EXPERIMENTS = ("edm2_converged", "edm2_extension", "edm2_extension_grid")
+EXPERIMENTS = ("edm2_converged",)
 
 
-def _keys(rows: pd.DataFrame) -> pd.Series:
-    """'seed|model' per row (rows without a seed get seed -1)."""
-    seeds = pd.to_numeric(rows["seed"], errors="coerce").fillna(-1).astype(int).astype(str)
-    return seeds + "|" + rows["model"].astype(str)
-
-
-def merge_extension(frame: pd.DataFrame, extension: pd.DataFrame) -> pd.DataFrame:
-    """The base rows with every (seed, model) run that `extension` retrained replaced by the
-    extension's curve and scored rows."""
-    ext = extension[extension["kind"].isin(["curve", "multi", "single"])]
-    ext_keys, base_keys = _keys(ext), _keys(frame)
-    replaced = set(ext_keys) & set(base_keys)
-    return pd.concat([frame[~base_keys.isin(replaced)], ext[ext_keys.isin(replaced)]],
-                     ignore_index=True)
-
-
-def load_frame(profile: str = "book", paths: tuple[Path, ...] | None = None,
-               frames: tuple[pd.DataFrame, ...] | None = None) -> pd.DataFrame:
-    """The stored base table with both extensions merged in, in the chapter's order: from
-    `frames` (already loaded, e.g. by a notebook), from `paths`, or else the stored tables,
-    read only when their provenance matches the current code."""
-    if frames is None:
-        frames = tuple(pd.read_csv(path) for path in paths) if paths is not None \
-            else tuple(current_table(name, profile) for name in EXPERIMENTS)
-    frames = list(frames)
-    out = frames[0]
-    for extension in frames[1:]:
-        out = merge_extension(out, extension)
-    return out
+def load_frame(profile: str = "book", path: Path | None = None) -> pd.DataFrame:
+    """The stored table of the converged design: from `path`, or else the stored table, read
+    only when its provenance matches the current code."""
+    return pd.read_csv(path) if path is not None else current_table(EXPERIMENTS[0], profile)
 
 
 def groups(frame: pd.DataFrame) -> dict[str, tuple[int, ...]]:

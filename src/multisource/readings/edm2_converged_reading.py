@@ -20,8 +20,10 @@ import pandas as pd
 from multisource.experiments.edm2_converged import (
     ARMS,
     Edm2ConvergedConfig,
+    cap_steps,
     compared_groups,
     model_key,
+    plateau_fires,
 )
 from multisource.readings.power import mde_of
 from multisource.readings.sweep_stats import t_half_width
@@ -35,44 +37,40 @@ METRICS: dict[str, tuple[str, int]] = {
 SCOPES = ("anchor", "K-average")
 
 
-def with_extension(frame: pd.DataFrame, extension: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The base run's rows with every (seed, model) an extension run (`edm2_extension`,
-    `edm2_extension_grid`) retrained replaced by the extension's rows (curve and scored
-    alike: the same model trained on to a larger cap). Returns the merged rows and how many
-    (seed, model) runs were replaced; runs the extension has not reached keep the base
-    rows."""
-    if extension.empty:
-        return frame, 0
-    ext = extension[extension["kind"].isin(["curve", "multi", "single"])]
-    ext_keys = _run_keys(ext)
-    base_keys = _run_keys(frame)
-    replaced = set(ext_keys) & set(base_keys)
-    keep = [k not in replaced for k in base_keys]
-    take = [k in replaced for k in ext_keys]
-    return pd.concat([frame[keep], ext[take]], ignore_index=True), len(replaced)
-
-
-def extension_check(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
-    """Per (seed, model) run an extension replaced: what the base run had chosen (snapshot
-    step, whether its minimum was confirmed) against what the longer run found (rule fired,
-    snapshot step, best validation bound). `same_snapshot` False on a base run whose minimum
-    was confirmed is a false pass of the confirmation check; `gain_bits` is how much lower
-    the longer run's best bound is than the base run's."""
-    old = plateau_table(before).assign(model=lambda t: t.model.astype(str))
-    new = plateau_table(after).assign(model=lambda t: t.model.astype(str))
-    both = old.merge(new, on=["seed", "model"], suffixes=("_base", "_extended"))
-    both = both[both["cap_step_base"] != both["cap_step_extended"]].copy()
-    both["best_bits_base"] = [_bound_at(before, s, m, t) for s, m, t in
-                              zip(both.seed, both.model, both.plateau_step_base, strict=True)]
-    both["best_bits_extended"] = [_bound_at(after, s, m, t) for s, m, t in
-                                  zip(both.seed, both.model, both.plateau_step_extended,
-                                      strict=True)]
-    both["same_snapshot"] = both["plateau_step_base"] == both["plateau_step_extended"]
-    both["gain_bits"] = both["best_bits_base"] - both["best_bits_extended"]
-    return both[["seed", "model", "K_base", "plateau_reached_base", "minimum_confirmed_base",
-                 "rise_z_base", "plateau_step_base", "plateau_reached_extended",
-                 "plateau_step_extended", "same_snapshot", "gain_bits"]].rename(
-        columns={"K_base": "K"}).reset_index(drop=True)
+def extension_check(frame: pd.DataFrame, config: Edm2ConvergedConfig, z: float = 2.0
+                    ) -> pd.DataFrame:
+    """Per extended run (the cap came before its rule): what the base cap would have chosen,
+    read off the run's own curve cut at that cap (the best snapshot up to it, whether the rule
+    had fired there, and whether a rise beyond `z` standard errors confirmed that minimum, as
+    `plateau_table` judges a capped run), against what the extended run found (rule fired,
+    snapshot step). `same_snapshot` False on a confirmed minimum is a false pass of the
+    confirmation check; `gain_bits` is how much lower the extended run's best bound is."""
+    rows = scored(frame, "plateau")
+    runs = rows.sort_values("class").groupby(["seed", "model"], sort=True).first().reset_index()
+    runs = runs[runs["extended"].map(lambda v: str(v) == "True")]
+    out = []
+    for run in runs.itertuples():
+        model = str(run.model)
+        curve = _curve(frame, run.seed, model)
+        cut = curve[curve["step"] <= cap_steps(config, int(run.K))]
+        steps, values = list(cut["step"].astype(int)), list(cut["val_nll_bits"].astype(float))
+        best = steps[int(np.argmin(values))]
+        fired = plateau_fires(steps, values, config.plateau_tol_bits, config.plateau_factor,
+                              config.plateau_patience, config.plateau_min_steps) is not None
+        rise = _rise_z(cut, run.seed, model, float(best))
+        out.append({"seed": run.seed, "model": model, "K": run.K,
+                    "plateau_reached_base": fired,
+                    "minimum_confirmed_base": fired or (math.isfinite(rise) and rise > z),
+                    "rise_z_base": rise, "plateau_step_base": best,
+                    "plateau_reached_extended": bool(run.plateau_reached),
+                    "plateau_step_extended": run.plateau_step,
+                    "same_snapshot": best == run.plateau_step,
+                    "gain_bits": min(values) - _bound_at(frame, run.seed, model,
+                                                         run.plateau_step)})
+    return pd.DataFrame(out, columns=["seed", "model", "K", "plateau_reached_base",
+                                      "minimum_confirmed_base", "rise_z_base",
+                                      "plateau_step_base", "plateau_reached_extended",
+                                      "plateau_step_extended", "same_snapshot", "gain_bits"])
 
 
 def _bound_at(frame: pd.DataFrame, seed: Any, model: str, step: float) -> float:
@@ -88,12 +86,6 @@ def _curve(frame: pd.DataFrame, seed: Any, model: str) -> pd.DataFrame:
     """The validation-curve rows of one run, by step."""
     return frame[(frame["kind"] == "curve") & (frame["seed"] == seed)
                  & (frame["model"].astype(str) == model)].sort_values("step")
-
-
-def _run_keys(rows: pd.DataFrame) -> list[tuple[int, str]]:
-    """(seed, model) of every row; rows without a seed (the similarity task) get seed -1."""
-    seeds = pd.to_numeric(rows["seed"], errors="coerce").fillna(-1).astype(int)
-    return list(zip(seeds, rows["model"].astype(str), strict=True))
 
 
 def scored(frame: pd.DataFrame, arm: str) -> pd.DataFrame:
