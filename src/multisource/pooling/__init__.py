@@ -22,8 +22,10 @@ experiments, readings or the book.
                   means and variances (shared by `sufficient` and `outofcore`).
 - `sufficient`    `advise` for the Gaussian families on large data in memory, from those sums
                   (the same answer; `cli` uses it from 20,000 rows on).
-- `outofcore`     `advise` on Parquet files larger than memory: per-(fold, source) sums of
-                  moments up to order four in DuckDB, the same rule from them.
+- `outofcore`     `advise` on Parquet files larger than memory: three streaming passes
+                  (per-(fold, source) sums, then the rows' paired differences), the same rule
+                  and checks from them (`sufficient.conclude`).
+- `streamfolds`   folds stratified by source, assigned batch by batch as a file streams.
 - `collapse`      recursive training on generated data (model collapse), pooled against separate.
 - `cli`           `multisource advise FILE.csv`.
 """

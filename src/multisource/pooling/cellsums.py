@@ -12,7 +12,7 @@ The fits and the partial weight chosen by the inner cross-validation come from p
 moments they are the same numbers. Two strategies are the same fit where their parameters are
 equal in every fold (`advise` compares their held-out rows; equal parameters give equal rows).
 
-Shared by `sufficient` (data in memory) and `outofcore` (sums from DuckDB).
+Shared by `sufficient` (data in memory) and `outofcore` (sums streamed from a file).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import json
 import sys
 
 from multisource.common.validation import InputError, check_choice
-from multisource.pooling.advise import advise
+from multisource.pooling.advise import Advice, advise
 from multisource.pooling.csvdata import SOURCE_COLUMN, read_labelled_csv
 from multisource.pooling.families import FAMILIES, get_family, specific_mask
 from multisource.pooling.report import render
@@ -38,8 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out-of-core", action="store_true",
-                        help="Parquet files larger than memory: per-(fold, source) sums in "
-                             "DuckDB (gaussian families; prints JSON)")
+                        help="Parquet files larger than memory: three streaming passes, one "
+                             "batch of rows at a time (gaussian families)")
     return parser
 
 
@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.specific or args.response:
             raise InputError("--out-of-core takes neither --specific nor --response")
-        found = advise_parquet(args.file, args.family, folds=args.folds, seed=args.seed)
-        sys.stdout.write(json.dumps(found.to_dict(), indent=1, allow_nan=False) + "\n")
+        result = advise_parquet(args.file, args.family, folds=args.folds, seed=args.seed)
+        _write(result, args.json)
         return 0
     family = get_family(args.family)
     data = read_labelled_csv(args.file)
@@ -73,9 +73,13 @@ def run(args: argparse.Namespace) -> int:
         result = (advise_sufficient if sufficient else advise)(
             data.values if sufficient else data.x, data.y, family, specific=mask,
             folds=args.folds, seed=args.seed, source_names=data.sources, columns=data.columns)
-    if args.json:
+    _write(result, args.json)
+    return 0
+
+
+def _write(result: Advice, as_json: bool) -> None:
+    if as_json:
         # allow_nan=False: NaN and infinity are not JSON (advise refuses non-finite scores)
         sys.stdout.write(json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n")
     else:
         sys.stdout.write(render(result) + "\n")
-    return 0

@@ -20,7 +20,7 @@ SOURCE_COLUMN = "source"
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
 
 
-def _numpy(array: object, dtype: type) -> np.ndarray:
+def numpy_view(array: object, dtype: type) -> np.ndarray:
     """A null-free pyarrow array of a fixed-width type as a NumPy view of its data buffer
     (pyarrow's own to_numpy imports pandas, half a second)."""
     data = array.buffers()[1]   # type: ignore[attr-defined]
@@ -45,7 +45,7 @@ def _labels(column: object) -> tuple[np.ndarray, list[str]] | None:
         if chunk.null_count or chunk.indices.null_count or chunk.dictionary.null_count:
             return None
         chunks.append(([str(v).strip() for v in chunk.dictionary.to_pylist()],
-                       _numpy(chunk.indices, np.dtype(chunk.indices.type.to_pandas_dtype()))))
+                       numpy_view(chunk.indices, np.dtype(chunk.indices.type.to_pandas_dtype()))))
     names = sorted({v for local, _ in chunks for v in local})
     if any(v.lower() in MISSING for v in names):
         return None
@@ -86,7 +86,7 @@ def _samples(table: object, name: str, strict: bool) -> Columns | None:
             return fail(f"column {column!r} has missing values")
         # (Array.cast imports pyarrow.compute: floats as they are)
         values.append(np.concatenate([
-            _numpy(chunk if chunk.type == pa.float64() else chunk.cast(pa.float64()),
+            numpy_view(chunk if chunk.type == pa.float64() else chunk.cast(pa.float64()),
                    np.float64) for chunk in data.chunks]))
     if not all(np.isfinite(v).all() for v in values):
         return fail("a feature is not finite")

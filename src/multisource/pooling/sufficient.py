@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,6 +169,7 @@ class Spread:
     total: float     # sum |d_i|
     largest: float   # max |d_i|
     first: int       # the first row holding it (-1 when not needed: over 100 rows)
+    source: int      # that row's source (-1 when not needed)
     share: float     # `advise.dominance(d)`; 0 where the bound keeps it below DOMINANCE_SHARE
 
 
@@ -183,6 +184,8 @@ def spreads(rows: CellRows, differences: Sequence[Quadratic], sums: CellSums, m:
     means = np.stack([d.cell_means(sums).ravel() for d in differences], axis=1)
     total, largest = np.zeros(len(differences)), np.zeros(len(differences))
     first = np.full(len(differences), -1)
+    source = np.full(len(differences), -1)
+    K = m.n.shape[1]
     for i, cell_rows, z in rows.cells(m):
         size = np.abs(w[i] @ z + means[i][:, None])
         total += size.sum(axis=1)
@@ -191,6 +194,7 @@ def spreads(rows: CellRows, differences: Sequence[Quadratic], sums: CellSums, m:
             row = int(cell_rows[size[k] == high[k]].min()) if top == 1 else -1
             if high[k] > largest[k] or row < first[k]:
                 largest[k], first[k] = high[k], row
+                source[k] = i % K if top == 1 else -1
     bound = np.where(total > 0, top * largest / np.where(total > 0, total, 1.0), 0.0)
     select = np.flatnonzero(bound > DOMINANCE_SHARE * (1 - ROUNDING))
     tops: list[list[np.ndarray]] = [[] for _ in differences]
@@ -204,8 +208,8 @@ def spreads(rows: CellRows, differences: Sequence[Quadratic], sums: CellSums, m:
     for k in select:
         values = np.concatenate(tops[k])
         share[k] = np.partition(values, values.size - top)[-top:].sum() / total[k]
-    return [Spread(float(t), float(g), int(f), float(s))
-            for t, g, f, s in zip(total, largest, first, share, strict=True)]
+    return [Spread(float(t), float(g), int(f), int(k), float(s))
+            for t, g, f, k, s in zip(total, largest, first, source, share, strict=True)]
 
 
 def _inputs(x: np.ndarray | tuple[np.ndarray, ...], y: np.ndarray
@@ -239,13 +243,13 @@ def _floored(m: Moments, columns: Sequence[str], names: Sequence[str]) -> str | 
 
 
 def _dominance(pairs: Sequence[tuple[str, str]], found: Sequence[Spread], n: int,
-               names: Sequence[str], y: np.ndarray) -> str | None:
+               names: Sequence[str]) -> str | None:
     """`advise._dominance_reason` from the spreads of the paired differences."""
     top = max(1, int(np.ceil(0.01 * n)))
     for (a, b), spread in zip(pairs, found, strict=True):
         if spread.share > DOMINANCE_SHARE:
             i = spread.first
-            who = (f"one sample (row {i + 1}, source {names[y[i]]!r})" if top == 1
+            who = (f"one sample (row {i + 1}, source {names[spread.source]!r})" if top == 1
                    else f"{top} samples ({100 * top / n:.0f}% of them)")
             verb = "carries" if top == 1 else "carry"
             return (f"{who} {verb} {100 * spread.share:.0f}% of the summed |held-out "
@@ -307,6 +311,31 @@ def advise_sufficient(x: np.ndarray | tuple[np.ndarray, ...], y: np.ndarray,
     rows = CellRows.sort(u, outer * K + y, folds * K)
     moments = rows.moments(folds, K)
     sums = rows.sums(moments)
+
+    def in_memory() -> Advice:
+        return advise(np.column_stack(values), y, family, specific=specific, folds=folds,
+                      weights=weights, seed=seed, level=level, source_names=names,
+                      columns=columns)
+
+    return conclude(fam, moments, sums, specific, grid, level, names, columns,
+                    lambda differences: spreads(rows, differences, sums, moments),
+                    on_rounding=in_memory)
+
+
+ROUNDING_REASON = ("two compared fits differ by rounding error only (or by a constant): the "
+                   "sums cannot tell them apart")
+
+
+def conclude(fam: Family, moments: Moments, sums: CellSums, specific: np.ndarray,
+             grid: np.ndarray, level: float, names: Sequence[str], columns: Sequence[str],
+             spread_of: Callable[[list[Quadratic]], list[Spread]],
+             on_rounding: Callable[[], Advice] | None = None) -> SufficientAdvice | Advice:
+    """`advise`'s rule from per-(fold, source) moments and sums: fits, scores, the decision,
+    per-source answers and the checks. `spread_of` measures the paired differences' rows
+    (`Spread`); where an answer rests on rounding error, `on_rounding()` decides instead, or
+    (None) the answer is undecided with that reason."""
+    folds = moments.n.shape[0]
+    counts = sums.n.sum(axis=0)
     scored = score_moments(fam, moments, specific, grid)
     quad = {s: scored.quadratic(s) for s in scored.names}
     scores = {s: quad[s].interval(sums, level) for s in scored.names}
@@ -321,7 +350,7 @@ def advise_sufficient(x: np.ndarray | tuple[np.ndarray, ...], y: np.ndarray,
                   if "shrunk" in quad else None)
         answer = "pool" if gain.low > 0 else "separate" if gain.high < 0 else "either"
         per_source.append(SourceAnswer(name, int(counts[k]), gain, shrunk, answer))
-    common = dict(family=fam.name, sources=names, counts=tuple(int(c) for c in counts),
+    common = dict(family=fam.name, sources=tuple(names), counts=tuple(int(c) for c in counts),
                   folds=folds, level=level, scores=scores, heldout={},
                   fold_weights=scored.fold_weights, standardised=True,
                   per_source=tuple(per_source),
@@ -339,14 +368,14 @@ def advise_sufficient(x: np.ndarray | tuple[np.ndarray, ...], y: np.ndarray,
     pairs = [(best, c.other) for c in comparisons]
     if best not in PLAIN:
         pairs.append(PLAIN)
-    found = spreads(rows, [quad[a] - quad[b] for a, b in pairs], sums, moments)
-    if any(_rests_on_rounding(quad, sums, a, b, f) for (a, b), f in zip(pairs, found,
-                                                                        strict=True)):
-        return advise(np.column_stack(values), y, family, specific=specific, folds=folds,
-                      weights=weights, seed=seed, level=level, source_names=names,
-                      columns=columns)
+    found = spread_of([quad[a] - quad[b] for a, b in pairs])
+    rounding = any(_rests_on_rounding(quad, sums, a, b, f)
+                   for (a, b), f in zip(pairs, found, strict=True))
+    if rounding and on_rounding is not None:
+        return on_rounding()
     reasons = [r for r in (_constant_reason(comparisons),
-                           _dominance(pairs, found, len(y), names, y)) if r]
+                           _dominance(pairs, found, int(counts.sum()), names),
+                           ROUNDING_REASON if rounding else None) if r]
     floor = getattr(fam, "floor", None)
     floored = _floored(moments, columns, names) if floor is not None else None
     if floored:
