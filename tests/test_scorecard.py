@@ -75,3 +75,17 @@ def test_the_default_setting_is_found_with_equal_seeds_everywhere() -> None:
     frame = pd.DataFrame([{"K": K, "n": n, "beta_sim": b, "seed": s}
                           for K, n, b in settings for s in range(20)])
     assert scorecard._default(frame) == (5, 5000, 0.5)
+
+
+def test_similarity_axis_rows_follow_the_planted_slope_and_say_when_interim() -> None:
+    from tests.test_edm2_similarity import _axis_frame
+
+    supported = _card(scorecard.similarity_rows(_axis_frame(slope=-0.1), 8))
+    assert len(supported) == 2 * 3 * 2   # two slopes x three metrics x two scopes
+    assert (supported.outcome == "supported").all()
+    assert not supported.evidence.str.contains("interim").any()
+    flat = _card(scorecard.similarity_rows(_axis_frame(slope=0.0, seeds=3), 8))
+    assert (flat.outcome == "not detected").all()
+    assert flat.evidence.str.contains("MDE").all()
+    assert flat.evidence.str.contains("interim: 3 of 8 planned seeds").all()
+    assert scorecard.similarity_rows(_axis_frame(seeds=1), 8) == []

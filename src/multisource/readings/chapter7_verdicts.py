@@ -25,6 +25,7 @@ SCOPES = ("anchor", "K-average")
 ARMS = ("paper", "equal", "exposure", "plateau")
 SIMILAR, DISSIMILAR = "K3", "cat + digit 1"
 EXPERIMENTS = ("edm2_converged",)
+CONVERGED_SECTION = "edm2-converged"   # the section of `claims.TESTS` this module reads
 
 
 def load_frame(profile: str = "book", path: Path | None = None) -> pd.DataFrame:
@@ -86,7 +87,7 @@ def claim_verdicts(frame: pd.DataFrame, arm: str = "plateau") -> list[inf.Verdic
     """Every chapter-7 test of the registry, per metric and scope, Holm within its family."""
     out = []
     tables = {(m, s): seed_differences(frame, m, s, arm) for m in METRICS for s in SCOPES}
-    for test in tests_for(7):
+    for test in tests_for(7, CONVERGED_SECTION):
         for metric in test.metrics:
             for scope in test.scopes:
                 estimate = claim_estimate(frame, test.claim, metric, scope, arm,
@@ -102,7 +103,7 @@ def arm_trends(frame: pd.DataFrame, arms: tuple[str, ...] = ("exposure", "equal"
                ) -> list[inf.Verdict]:
     """The K trend at the fixed-budget arms (d: equal total compute, b: equal steps), beside
     the plateau's; Holm within the family "ch7 arms"."""
-    test = next(t for t in tests_for(7) if t.claim == "grows_with_K")
+    test = next(t for t in tests_for(7, CONVERGED_SECTION) if t.claim == "grows_with_K")
     out = []
     for arm in arms:
         for metric in test.metrics:

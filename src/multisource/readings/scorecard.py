@@ -16,7 +16,9 @@ hand anywhere in the book: the scorecard page and the chapters' summaries glue t
   chapter. The ratio predictions: the paired t test of measured - predicted ratio per setting
   (`readings.ratio_tests`, the test the chapters use), Holm over settings.
 - Chapter 7 (EDM2 miniature): `readings.chapter7_verdicts.verdict_table`, at the plateau
-  snapshot, Holm within the chapter's family.
+  snapshot, Holm within the chapter's family; and the similarity axis
+  (`readings.similarity_axis`): per-seed slopes of multi - single over measured similarity,
+  Holm within each of its families (an interim reading while its run is in progress says so).
 
 Metrics are labelled by what they speak to: the theory bounds likelihood-type risks (TV,
 Hellinger, sqrt(KL), the held-out NLL bound); FCD and class-consistency accuracy are what
@@ -31,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from multisource.readings import chapter7_verdicts, chapter56_verdicts
+from multisource.readings import chapter7_verdicts, chapter56_verdicts, similarity_axis
 from multisource.readings.claims import CLAIMS
 from multisource.readings.fit_choice import most_likely
 from multisource.readings.inference import (
@@ -196,18 +198,45 @@ def edm2_rows(table: pd.DataFrame) -> list[dict[str, object]]:
     return rows
 
 
+SIMILARITY_TESTS = {"slope": "slope over -log(FCD to Shirt), all groups",
+                    "slope, one domain": "slope over -log(FCD to Shirt), groups inside "
+                                         "Fashion-MNIST"}
+
+
+def similarity_rows(frame: pd.DataFrame, planned: int) -> list[dict[str, object]]:
+    """Chapter 7's similarity-axis rows (`similarity_axis`): the per-seed slope of multi -
+    single over measured similarity, over all groups and inside the anchor's domain. None
+    before two seeds have finished; an interim reading says how many of the planned seeds
+    it rests on."""
+    seeds = similarity_axis.finished_seeds(frame)
+    if seeds < 2:
+        return []
+    table = similarity_axis.verdict_table(frame)
+    status = f"; interim: {seeds} of {planned} planned seeds" if seeds < planned else ""
+    rows = []
+    for _, v in table[table.test.isin(list(SIMILARITY_TESTS))].iterrows():
+        unit = " bits/dim" if v.metric == "nll_bits" else ""
+        rows.append(_row(v.claim, 7, v.metric, f"{v.scope}, {v.test}", v.outcome,
+                         f"{SIMILARITY_TESTS[v.test]}: {_verdict_text(v, unit)}{status}"))
+    return rows
+
+
 def scorecard(gaussian: pd.DataFrame | None = None, networks: dict[int, pd.DataFrame] | None
-              = None, edm2: pd.DataFrame | None = None) -> pd.DataFrame:
+              = None, edm2: pd.DataFrame | None = None,
+              similarity: tuple[pd.DataFrame, int] | None = None) -> pd.DataFrame:
     """Every verdict, one row per claim x chapter x metric x scope, in the registry's order of
-    claims. Arguments default to the stored tables (tests pass mutated copies)."""
+    claims. Arguments default to the stored tables (tests pass mutated copies); `similarity`
+    is the similarity axis's table (stored or interim) and its planned number of seeds."""
     gaussian = current_table("gaussian") if gaussian is None else gaussian
     networks = networks if networks is not None else {5: chapter56_verdicts.load(5),
                                                       6: chapter56_verdicts.load(6)}
     edm2 = edm2 if edm2 is not None else chapter7_verdicts.verdict_table()
+    if similarity is None:
+        similarity = (similarity_axis.load()[0], similarity_axis.planned_seeds())
     rows = gaussian_rows(gaussian) + theorem_rows(gaussian)
     for chapter, frame in sorted(networks.items()):
         rows += network_rows(most_likely(frame), chapter)
-    rows += edm2_rows(edm2)
+    rows += edm2_rows(edm2) + similarity_rows(*similarity)
     card = pd.DataFrame(rows, columns=list(COLUMNS))
     order = {c.id: i for i, c in enumerate(CLAIMS)}
     return card.sort_values(["claim", "chapter"], key=lambda s: s.map(order) if s.name ==

@@ -37,9 +37,10 @@ from multisource.readings import chapter7_verdicts as ch7
 from multisource.readings import inference as inf
 from multisource.readings.claims import tests_for
 from multisource.readings.edm2_converged_reading import plateau_table
-from multisource.readings.stored import current_table
+from multisource.readings.stored import current_or_interim, current_table
 
 EXPERIMENT = "edm2_similarity"
+SECTION = "edm2-similarity"   # the section of `claims.TESTS` this module reads
 METRICS = ch7.METRICS
 SCOPES = ch7.SCOPES
 FAMILIES = ("ch7 similarity slope", "ch7 within domain", "ch7 domain at matched similarity")
@@ -51,9 +52,29 @@ def load_frame(profile: str = "book") -> pd.DataFrame:
     return current_table(EXPERIMENT, profile)
 
 
+def load(profile: str = "book") -> tuple[pd.DataFrame, bool]:
+    """(table, interim): the stored table, or while the run is in progress the verified
+    finished seeds of its checkpoint (`stored.current_or_interim`)."""
+    return current_or_interim(EXPERIMENT, profile)
+
+
+def planned_seeds(profile: str = "book") -> int:
+    """How many seeds the design at `profile` trains."""
+    from multisource.experiments.edm2_similarity import PROFILES
+
+    return len(PROFILES[profile].base.seeds)
+
+
+def finished_seeds(frame: pd.DataFrame) -> int:
+    """Seeds with every group and the anchor scored (those the tests read)."""
+    if not (frame["kind"] == "multi").any():
+        return 0
+    return int(seed_table(frame, METRICS[0], SCOPES[0]).shape[0])
+
+
 def direction(metric: str) -> inf.Direction:
     """The sign chapter 7's `grows_with_similarity` test predicts for `metric`."""
-    test = next(t for t in tests_for(7) if t.claim == "grows_with_similarity")
+    test = next(t for t in tests_for(7, SECTION) if t.claim == "grows_with_similarity")
     return test.direction(metric)
 
 
@@ -231,3 +252,25 @@ def single_agreement(frame: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
                     "same_snapshot": bool(key in snap[""].index and key in snap["_other"].index
                                           and snap[""][key] == snap["_other"][key])})
     return pd.DataFrame(out)
+
+
+TEST_WORDS = {"slope": "Slope over all groups",
+              "slope, one domain": "Slope over the groups inside the anchor's domain",
+              "near - far, one domain": "Nearest minus farthest group inside the anchor's "
+                                        "domain"}
+
+
+def test_sentence(table: pd.DataFrame, test: str) -> str:
+    """'**<test>**: in the held-out NLL bound, the anchor supported: ... ; the K-average ...;
+    in FCD ...' from `verdict_table`'s rows of one test."""
+    rows = table[table.test == test]
+    parts = []
+    for metric in METRICS:
+        at = rows[rows.metric == metric]
+        if at.empty:
+            continue
+        scopes = "; ".join(f"{'the anchor' if r.scope == 'anchor' else 'the K-average'} "
+                           f"{ch7.verdict_text(r)}" for r in at.itertuples())
+        parts.append(f"in the {ch7.METRIC_WORDS[metric]}, {scopes}")
+    title = TEST_WORDS.get(test, test[:1].upper() + test[1:])
+    return f"**{title}**: " + "; ".join(parts)

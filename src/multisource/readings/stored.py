@@ -19,3 +19,20 @@ def current_table(name: str, profile: str = "book") -> pd.DataFrame:
                          f"`multisource run {name} --profile {profile}` (or `multisource "
                          f"restamp {name}` after a change that cannot alter them)")
     return stored.frame
+
+
+def current_or_interim(name: str, profile: str = "book") -> tuple[pd.DataFrame, bool]:
+    """(table, interim): the stored table when current; for a run still in progress across
+    sessions, the verified finished tasks of its committed checkpoint (interim True: lines
+    whose checksum, config hash and code hash match, the rows the final table will hold);
+    otherwise the InputError of `current_table`."""
+    from multisource.experiments.runner import interim_results, load_results, stored_state
+
+    stored = load_results(name, profile)
+    if stored is not None:
+        return stored.frame, False
+    if stored_state(name, profile).state == "missing":
+        interim = interim_results(name, profile)
+        if interim is not None:
+            return interim.frame, True
+    return current_table(name, profile), False
