@@ -146,6 +146,17 @@ class DevTools:
         while not any(e["method"] == method for e in self.events):
             self.events.extend(r for r in self._read(deadline) if "method" in r)
 
+    def settle(self, quiet: float = 0.3, limit: float = 3.0) -> None:
+        """Keep events until none has arrived for `quiet` seconds (at most `limit` seconds):
+        the network service reports a page's requests asynchronously, later on a busy
+        machine than the page's own answers."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            ready, _, _ = select.select([self._from_browser], [], [], quiet)
+            if not ready:
+                return
+            self.events.extend(r for r in self._read(end + quiet) if "method" in r)
+
     def _read(self, deadline: float) -> list[dict[str, Any]]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -283,6 +294,7 @@ def check_page(browser: DevTools, session: str, page: Path, root: Path,
         return report
     seen = result["result"]["value"]
     browser.send("Runtime.evaluate", {"expression": "0"}, session)  # drain pending events
+    browser.settle()
     report.math_nodes, report.images = seen["typeset"], seen["images"]
     if seen["mathNodes"] and not seen["mathjax"]:
         report.problems.append(f"{seen['mathNodes']} math nodes but MathJax did not load")
