@@ -348,6 +348,12 @@ def claim_sentence(table: pd.DataFrame, claim: str, arm: str = "plateau") -> str
     """'<claim>: in the held-out NLL bound supported for the anchor (...) and ...; in FCD ...'
     from the verdict table's rows of one claim and arm."""
     rows = table[(table.claim == claim) & (table.arm == arm)]
+    return f"**{CLAIM_WORDS[claim][0].upper() + CLAIM_WORDS[claim][1:]}**: " + by_metric(rows)
+
+
+def by_metric(rows: pd.DataFrame) -> str:
+    """'in the held-out NLL bound, the anchor <verdict>; the K-average <verdict>; in FCD ...'
+    from verdict rows of one test."""
     parts = []
     for metric in METRICS:
         at = rows[rows.metric == metric]
@@ -356,4 +362,4 @@ def claim_sentence(table: pd.DataFrame, claim: str, arm: str = "plateau") -> str
         scopes = "; ".join(f"{'the anchor' if r.scope == 'anchor' else 'the K-average'} "
                            f"{verdict_text(r)}" for r in at.itertuples())
         parts.append(f"in the {METRIC_WORDS[metric]}, {scopes}")
-    return f"**{CLAIM_WORDS[claim][0].upper() + CLAIM_WORDS[claim][1:]}**: " + "; ".join(parts)
+    return "; ".join(parts)

@@ -263,14 +263,5 @@ TEST_WORDS = {"slope": "Slope over all groups",
 def test_sentence(table: pd.DataFrame, test: str) -> str:
     """'**<test>**: in the held-out NLL bound, the anchor supported: ... ; the K-average ...;
     in FCD ...' from `verdict_table`'s rows of one test."""
-    rows = table[table.test == test]
-    parts = []
-    for metric in METRICS:
-        at = rows[rows.metric == metric]
-        if at.empty:
-            continue
-        scopes = "; ".join(f"{'the anchor' if r.scope == 'anchor' else 'the K-average'} "
-                           f"{ch7.verdict_text(r)}" for r in at.itertuples())
-        parts.append(f"in the {ch7.METRIC_WORDS[metric]}, {scopes}")
     title = TEST_WORDS.get(test, test[:1].upper() + test[1:])
-    return f"**{title}**: " + "; ".join(parts)
+    return f"**{title}**: " + ch7.by_metric(table[table.test == test])
