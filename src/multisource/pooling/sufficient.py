@@ -97,10 +97,14 @@ def standardise_columns(values: Sequence[np.ndarray], y: np.ndarray, K: int
         np.subtract(x, scratch, out=scratch)
         within = float(np.square(scratch, out=scratch).sum()) / max(n - K, 1)
         centre = column_sum(x) / n
-        np.subtract(x, centre, out=scratch)
-        overall = column_sum(np.square(scratch, out=scratch)) / n
+        if within > 1e-24:
+            scale = within
+        else:   # the overall variance is needed only here (three passes saved otherwise)
+            np.subtract(x, centre, out=scratch)
+            overall = column_sum(np.square(scratch, out=scratch)) / n
+            scale = overall if overall > 1e-24 else 1.0
         x -= centre
-        x /= np.sqrt(within if within > 1e-24 else overall if overall > 1e-24 else 1.0)
+        x /= np.sqrt(scale)
         out.append(x)
     return out
 
