@@ -87,5 +87,5 @@ def test_similarity_axis_rows_follow_the_planted_slope_and_say_when_interim() ->
     flat = _card(scorecard.similarity_rows(_axis_frame(slope=0.0, seeds=3), 8))
     assert (flat.outcome == "not detected").all()
     assert flat.evidence.str.contains("MDE").all()
-    assert flat.evidence.str.contains("interim: 3 of 8 planned seeds").all()
+    assert flat.evidence.str.contains("3 seeds; interim, 8 planned").all()
     assert scorecard.similarity_rows(_axis_frame(seeds=1), 8) == []

@@ -212,7 +212,7 @@ def similarity_rows(frame: pd.DataFrame, planned: int) -> list[dict[str, object]
     if seeds < 2:
         return []
     table = similarity_axis.verdict_table(frame)
-    status = f"; interim: {seeds} of {planned} planned seeds" if seeds < planned else ""
+    status = f"; interim, {planned} planned" if seeds < planned else ""
     rows = []
     for _, v in table[table.test.isin(list(SIMILARITY_TESTS))].iterrows():
         unit = " bits/dim" if v.metric == "nll_bits" else ""
