@@ -188,13 +188,19 @@ def network_rows(frame: pd.DataFrame, chapter: int) -> list[dict[str, object]]:
     return rows
 
 
+EDM2_ESTIMANDS = {"beats": "multi - single, mean over K = 3, 5, 10",
+                  "grows_with_K": "slope of multi - single per log K",
+                  "grows_with_similarity": "tops minus (cat + digit 1), K = 3"}
+
+
 def edm2_rows(table: pd.DataFrame) -> list[dict[str, object]]:
     """Chapter 7's scorecard rows at the plateau snapshot (its declared family)."""
     rows = []
     plateau = table[table.family == "ch7 plateau"]
     for _, v in plateau.iterrows():
         unit = " bits/dim" if v.metric == "nll_bits" else ""
-        rows.append(_row(v.claim, 7, v.metric, v.scope, v.outcome, _verdict_text(v, unit)))
+        rows.append(_row(v.claim, 7, v.metric, v.scope, v.outcome,
+                         f"{EDM2_ESTIMANDS[v.claim]}: {_verdict_text(v, unit)}"))
     return rows
 
 
